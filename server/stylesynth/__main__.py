@@ -1,0 +1,3 @@
+from stylesynth.cli import main
+
+raise SystemExit(main())
