@@ -19,9 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Needed to run the server: Pure Data (patches), JACK (audio/MIDI graph), PortAudio (sounddevice has no bundled
 # copy on Linux), libsndfile (soundfile).
 APT_PACKAGES=(puredata-core jackd2 libportaudio2 libsndfile1 libjack-jackd2-0)
-# Needed only by the test suite, on top of the above. Empty for now: the Pd, JACK and MIDI tests use the packages
-# above. Add e.g. chromium here if a browser test is written.
-TEST_APT_PACKAGES=()
+# Needed only by the test suite, on top of the above (the Pd, JACK and MIDI tests use the packages above):
+# the shellcheck linter checks this script and .ci/run (tests/test_setup.py). A browser test would add chromium.
+TEST_APT_PACKAGES=(shellcheck)
 # Installed only when no Python >= 3.11 with venv and ensurepip is found.
 PYTHON_APT_PACKAGES=(python3 python3-venv python3-dev)
 VENV=.venv
