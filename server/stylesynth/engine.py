@@ -1,0 +1,390 @@
+"""The engine: control changes -> state -> a clip rendered on a worker thread -> the player.
+
+Every control surface (OSC, MIDI, presets) changes the sound only through :meth:`Engine.set_param`,
+:meth:`Engine.trigger` and :meth:`Engine.panic`. Rendering is latest-wins: while the worker renders, further changes
+only replace the wanted state, so a storm of slider moves costs one regeneration at a time, never a queue (the
+skipped states are counted as ``coalesced``). The worker alone touches the model (loading, rendering), so the model
+needs no locks; the audio callback never waits on it (:mod:`stylesynth.playback`).
+
+A renderer is anything shaped like :class:`stylesynth.synthesizer.Synthesizer`: attributes ``name``,
+``sample_rate``, ``prototypes``, ``start_points`` and ``render(state) -> clip`` with ``clip.audio`` (float32 mono)
+and ``clip.timings`` (dict of ms). ``loader(model_name)`` returns one or raises with a precise message.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from stylesynth import params as P
+from stylesynth.playback import Player, prepare_clip
+from stylesynth.state import DEFAULT, ControlError, ControlState
+
+log = logging.getLogger(__name__)
+
+LATENCY_WINDOW = 500  # regenerations kept for the p50/p99 figures
+
+Listener = Callable[[str, dict], None]
+
+
+class Engine:
+    """Holds the control state, renders clips on a worker thread and feeds a :class:`~stylesynth.playback.Player`.
+
+    Parameters
+    ----------
+    loader : callable
+        ``loader(model_name) -> renderer``; raises (any exception, with a precise message) when the model cannot be
+        loaded. Called on the worker thread.
+    player : Player
+        The mixer the audio output runs; clips are resampled to ``player.sample_rate`` on the worker.
+    state : ControlState
+        Initial values (``state.model`` is loaded by :meth:`start`).
+
+    Events sent to listeners (``listener(event, payload)``, called from the thread that caused them; keep them
+    quick):
+
+    * ``"value"``: ``{"name", "value", "source"}`` -- a parameter changed.
+    * ``"clip"``: ``{"seq", "audio", "sample_rate", "clip", "timings", "state"}`` -- a new clip is playing.
+    * ``"model"``: ``{"name"}`` -- a model finished loading.
+    * ``"error"``: ``{"address", "reason"}`` -- something failed asynchronously (model load, render).
+    """
+
+    def __init__(self, loader: Callable[[str], object], player: Player | None = None,
+                 state: ControlState = DEFAULT):
+        self.loader = loader
+        self.player = player or Player()
+        self._state = state
+        self._lock = threading.Condition()
+        self._listeners: list[Listener] = []
+        self._synth = None
+        self._model_request: tuple[str, Callable[[str], None] | None] | None = None
+        self._dirty = False               # the wanted state differs from what the worker last took
+        self._busy = False                # the worker is rendering or loading
+        self._changes_since_take = 0
+        self._request_time = 0.0          # perf_counter of the newest change not yet taken by the worker
+        self._idle_callbacks: list[Callable[[], None]] = []
+        self._rendered_key = None
+        self._seq = 0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.started_at = time.time()
+        # Figures for /status.
+        self.regenerations = 0
+        self.coalesced = 0
+        self.render_errors = 0
+        self.render_ms: collections.deque = collections.deque(maxlen=LATENCY_WINDOW)
+        self.control_to_clip_ms: collections.deque = collections.deque(maxlen=LATENCY_WINDOW)
+        self.last_timings: dict = {}
+        self.player.set_gain_db(state.gain)
+        self.player.set_loop(state.loop)
+
+    # -- life cycle --------------------------------------------------------------------------------------------
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the worker and load ``state.model``; raises the loader's exception if that first load fails
+        (a server without a model has nothing to play). ``timeout`` bounds the wait for the first clip."""
+        self._synth = self.loader(self._state.model)
+        self._state = self._fit_to_model(self._state)[0]
+        self._running = True
+        self._thread = threading.Thread(target=self._work, name="engine-worker", daemon=True)
+        self._thread.start()
+        with self._lock:
+            self._mark_dirty()
+        if timeout is not None:
+            self.wait_idle(timeout)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._running = False
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- the public control surface (OSC, MIDI, presets) -------------------------------------------------------
+
+    @property
+    def state(self) -> ControlState:
+        return self._state
+
+    @property
+    def synth(self):
+        """The loaded renderer (read-only use from other threads: names and lists)."""
+        return self._synth
+
+    def set_param(self, name: str, value, source: str = "osc",
+                  on_error: Callable[[str], None] | None = None) -> str | None:
+        """Change one parameter; the one path every control surface uses.
+
+        Parameters
+        ----------
+        name : str
+            A name from :data:`stylesynth.params.PARAMS`.
+        value : float or int or bool or str
+            The new value (validated by :meth:`ControlState.with_value`).
+        source : str
+            Who asked (``"osc"``, ``"midi"``, ``"preset"``): passed to listeners so a surface can skip echoes.
+        on_error : callable, optional
+            For ``model`` only: called with a reason if loading fails later on the worker (the old model keeps
+            playing).
+
+        Returns
+        -------
+        str or None
+            A note when the value was altered (clamped, rounded) or the change is pending (model loading).
+
+        Raises
+        ------
+        ControlError
+            Unknown parameter, wrong type, NaN/inf, or a prototype/start point the loaded model does not have.
+        """
+        if name == "model":
+            new, note = self._state.with_value(name, value)  # validates the string
+            with self._lock:
+                self._model_request = (new.model, on_error)
+                self._mark_dirty(count=False)
+            return f"loading model {new.model!r}"
+        self._check_against_model(name, value)
+        with self._lock:
+            old = self._state
+            new, note = old.with_value(name, value)
+            if new == old:
+                return note
+            self._state = new
+            param = P.PARAMS[name]
+            if param.regenerates:
+                self._mark_dirty()
+        if name == "gain":
+            self.player.set_gain_db(new.gain)
+        elif name == "loop":
+            self.player.set_loop(new.loop)
+        self._emit("value", {"name": name, "value": new.get(name), "source": source})
+        return note
+
+    def set_values(self, values: dict, source: str = "preset") -> list[str]:
+        """Change several parameters at once, all or nothing (a preset). ``model`` is loaded as by
+        :meth:`set_param`. Returns notes for altered values; raises :class:`ControlError` and changes nothing if
+        any value is refused."""
+        values = dict(values)
+        model = values.pop("model", None)
+        for name in ("prototype", "start"):
+            if name in values:
+                self._check_against_model(name, values[name])
+        with self._lock:
+            old = self._state
+            new, notes = old.with_values(values)
+            if model is not None:
+                old.with_value("model", model)  # validate before anything changes
+            self._state = new
+            if new.render_key() != old.render_key():
+                self._mark_dirty()
+        self.player.set_gain_db(new.gain)
+        self.player.set_loop(new.loop)
+        for name in values:
+            if old.get(name) != new.get(name):
+                self._emit("value", {"name": name, "value": new.get(name), "source": source})
+        if model is not None and model != old.model:
+            notes.append(self.set_param("model", model, source=source))
+        return notes
+
+    def trigger(self, velocity: float = 1.0) -> str | None:
+        """Play the current clip once as a one-shot voice. ``velocity`` 0..1 scales its amplitude (clamped, with a
+        note); NaN/inf raise :class:`ControlError`."""
+        if isinstance(velocity, bool) or not isinstance(velocity, (int, float)):
+            raise ControlError(f"trigger velocity must be a number, got {type(velocity).__name__}")
+        if not math.isfinite(velocity):
+            raise ControlError(f"trigger velocity {velocity} refused: must be a finite number in [0, 1]")
+        note = None
+        if not 0.0 <= velocity <= 1.0:
+            clamped = min(max(float(velocity), 0.0), 1.0)
+            note = f"trigger velocity {velocity:g} is outside [0, 1]: clamped to {clamped:g}"
+            velocity = clamped
+        self.player.trigger(float(velocity))
+        return note
+
+    def panic(self, source: str = "osc") -> None:
+        """Silence at once: all voices fade out within one block and the loop stops (``loop`` becomes 0)."""
+        self.player.panic()
+        with self._lock:
+            old = self._state
+            self._state = old.with_value("loop", False)[0]
+        if old.loop:
+            self._emit("value", {"name": "loop", "value": False, "source": source})
+
+    # -- synchronisation and figures ---------------------------------------------------------------------------
+
+    def idle(self) -> bool:
+        """True when the clip playing reflects every change made so far."""
+        with self._lock:
+            return not self._dirty and not self._busy
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until :meth:`idle` (or ``timeout`` seconds); returns whether it became idle."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._dirty or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every change made so far has been rendered (at once if already idle)."""
+        with self._lock:
+            if self._dirty or self._busy:
+                self._idle_callbacks.append(callback)
+                return
+        callback()
+
+    def status(self) -> dict:
+        """Figures for ``/status``: counts and regeneration latency percentiles in ms."""
+        render = np.array(self.render_ms) if self.render_ms else np.zeros(1)
+        total = np.array(self.control_to_clip_ms) if self.control_to_clip_ms else np.zeros(1)
+        return {
+            "model": self._synth.name if self._synth is not None else "",
+            "regenerations": self.regenerations,
+            "coalesced": self.coalesced,
+            "render_errors": self.render_errors,
+            "render_p50_ms": float(np.percentile(render, 50)),
+            "render_p99_ms": float(np.percentile(render, 99)),
+            "latency_p50_ms": float(np.percentile(total, 50)),
+            "latency_p99_ms": float(np.percentile(total, 99)),
+            "xruns": self.player.xruns,
+            "voices": self.player.active_voices,
+            "seq": self._seq,
+            "uptime_s": time.time() - self.started_at,
+        }
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _mark_dirty(self, count: bool = True) -> None:
+        """Caller holds the lock."""
+        self._dirty = True
+        if count:
+            self._changes_since_take += 1
+        self._request_time = time.perf_counter()
+        self._lock.notify_all()
+
+    def _check_against_model(self, name: str, value) -> None:
+        synth = self._synth
+        if synth is None or not isinstance(value, str):
+            return
+        if name == "prototype" and value != "none" and value not in synth.prototypes:
+            raise ControlError(f"prototype {value!r} is not one of model {synth.name!r}'s: "
+                               f"{', '.join(['none', *synth.prototypes])}")
+        if name == "start" and value != "" and value not in synth.start_points:
+            shown = ", ".join(repr(s) for s in synth.start_points[:12])
+            raise ControlError(f"start point {value!r} is not one of model {synth.name!r}'s: '' (seed), {shown}")
+
+    def _fit_to_model(self, state: ControlState) -> tuple[ControlState, list[str]]:
+        """After a model change: keep the state's values where the new model has them, reset the rest."""
+        notes = []
+        synth = self._synth
+        changes = {"model": synth.name}
+        if state.prototype != "none" and state.prototype not in synth.prototypes:
+            changes["prototype"] = "none"
+            notes.append(f"prototype {state.prototype!r} is not in model {synth.name!r}: reset to none")
+        if state.start and state.start not in synth.start_points:
+            changes["start"] = ""
+            notes.append(f"start point {state.start!r} is not in model {synth.name!r}: reset to seed")
+        return state.with_values(changes)[0], notes
+
+    def _emit(self, event: str, payload: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, payload)
+            except Exception:  # a broken client must not stop the engine
+                log.exception("listener failed on %s", event)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._running and not self._dirty:
+                    self._lock.wait()
+                if not self._running:
+                    return
+                self._dirty = False
+                self._busy = True
+                request = self._model_request
+                self._model_request = None
+                state = self._state
+                taken, self._changes_since_take = self._changes_since_take, 0
+                request_time = self._request_time
+            self.coalesced += max(0, taken - 1)
+            try:
+                if request is not None:
+                    state = self._load_model(*request) or state
+                if state.render_key() != self._rendered_key:
+                    self._render(state, request_time)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    callbacks = []
+                    if not self._dirty:
+                        callbacks, self._idle_callbacks = self._idle_callbacks, []
+                    self._lock.notify_all()
+                for callback in callbacks:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("idle callback failed")
+
+    def _load_model(self, name: str, on_error) -> ControlState | None:
+        if self._synth is not None and name == self._synth.name:
+            return None
+        t0 = time.perf_counter()
+        try:
+            synth = self.loader(name)
+        except Exception as exc:  # any failure: report it precisely, keep the old model playing
+            reason = f"model {name!r} not loaded ({exc}); still playing {self._synth.name!r}"
+            log.error("%s", reason)
+            if on_error is not None:
+                on_error(reason)
+            self._emit("error", {"address": P.PARAMS["model"].osc_address, "reason": reason})
+            return None
+        self._synth = synth
+        with self._lock:
+            self._state, notes = self._fit_to_model(self._state)
+            state = self._state
+        log.info("model %r loaded in %.0f ms", synth.name, (time.perf_counter() - t0) * 1000)
+        for note in notes:
+            self._emit("error", {"address": P.PARAMS["model"].osc_address, "reason": note})
+        self._emit("model", {"name": synth.name})
+        self._emit("value", {"name": "model", "value": synth.name, "source": "engine"})
+        self._rendered_key = None  # same controls, new model: must render again
+        return state
+
+    def _render(self, state: ControlState, request_time: float) -> None:
+        synth = self._synth
+        t0 = time.perf_counter()
+        try:
+            clip = synth.render(state)
+            audio = np.asarray(clip.audio, dtype=np.float32).reshape(-1)
+            if audio.size == 0:
+                raise ValueError("the renderer returned an empty clip")
+            self._seq += 1
+            prepared = prepare_clip(audio, synth.sample_rate, self.player.sample_rate, self._seq)
+        except Exception as exc:
+            self.render_errors += 1
+            reason = f"render failed ({type(exc).__name__}: {exc}); the previous clip keeps playing"
+            log.exception("render failed")
+            self._emit("error", {"address": "/stylesynth/render", "reason": reason})
+            self._rendered_key = state.render_key()  # do not retry the same state in a loop
+            return
+        self.player.set_clip(prepared)
+        done = time.perf_counter()
+        self._rendered_key = state.render_key()
+        self.regenerations += 1
+        self.render_ms.append((done - t0) * 1000)
+        self.control_to_clip_ms.append((done - request_time) * 1000)
+        self.last_timings = dict(getattr(clip, "timings", {}) or {})
+        self._emit("clip", {"seq": self._seq, "audio": audio, "sample_rate": synth.sample_rate, "clip": clip,
+                            "timings": self.last_timings, "state": state})

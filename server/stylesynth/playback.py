@@ -1,0 +1,503 @@
+"""Click-free playback: a block mixer fed by the engine, and the audio outputs that drive it.
+
+The one rule here is that the audio callback never waits. The engine's worker prepares each clip completely
+(resampled to the device rate once, one-shot fades applied) and hands the :class:`Player` a reference; the
+callback picks the newest reference up at the next block boundary and crossfades to it with an equal-power curve.
+Triggers, panics, gain and loop changes arrive through a ``collections.deque`` (atomic append/popleft in CPython)
+or plain attribute writes, so no lock is ever taken inside :meth:`Player.process`. Mixing works on preallocated
+buffers; per block there are only a handful of numpy calls, independent of the number of samples.
+
+Outputs: :class:`SoundDeviceOutput` (PortAudio; under JACK its client is named ``stylesynth``) and
+:func:`open_output`, which falls back to headless (no audio output) with one clear log line when no device works.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CROSSFADE_SECONDS = 0.02   # clip swaps: long enough to hide any discontinuity, short enough to feel immediate
+ONESHOT_FADE_SECONDS = 0.003  # one-shot start/end ramps: a clip need not start or end at zero
+VOICES = 16
+MAX_BLOCK = 8192
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    """A clip ready for the callback: everything expensive already done on the worker thread.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence number of the clip (1, 2, ...), as sent to OSC clients.
+    loop : np.ndarray
+        float32 mono at the device rate, circular (its end runs smoothly into its start).
+    oneshot : np.ndarray
+        The same samples with short fades in and out, for triggered voices.
+    ready_time : float
+        ``time.perf_counter()`` when it was handed over (for latency figures).
+    """
+
+    seq: int
+    loop: np.ndarray
+    oneshot: np.ndarray
+    ready_time: float = field(default_factory=time.perf_counter)
+
+
+def resample_circular(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Resample a circular clip (its end continues into its start, as the Gabor transform assumes).
+
+    Parameters
+    ----------
+    audio : np.ndarray
+        Mono samples at ``rate_in``.
+    rate_in, rate_out : int
+        Sample rates in Hz (e.g. 16000 -> 48000).
+
+    Returns
+    -------
+    np.ndarray
+        float32, ``round(len(audio) * rate_out / rate_in)`` samples. The clip is wrapped on both sides before
+        filtering so its loop point gets no filter transient.
+    """
+    from scipy.signal import resample_poly
+
+    audio = np.asarray(audio, dtype=np.float64).reshape(-1)
+    if rate_in == rate_out:
+        return audio.astype(np.float32)
+    g = math.gcd(int(rate_in), int(rate_out))
+    up, down = rate_out // g, rate_in // g
+    pad = min(len(audio), 1024)
+    wrapped = np.concatenate([audio[-pad:], audio, audio[:pad]])
+    out = resample_poly(wrapped, up, down)
+    start = pad * up // down
+    n_out = int(round(len(audio) * up / down))
+    return out[start:start + n_out].astype(np.float32)
+
+
+def prepare_clip(audio: np.ndarray, clip_rate: int, device_rate: int, seq: int) -> PreparedClip:
+    """Turn a rendered clip into a :class:`PreparedClip` at ``device_rate`` (done on the worker, not the
+    callback). Non-finite samples (a diverged model) become silence rather than reaching the speakers."""
+    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    loop = resample_circular(audio, clip_rate, device_rate)
+    oneshot = loop.copy()
+    fade = min(int(ONESHOT_FADE_SECONDS * device_rate), len(oneshot) // 2)
+    if fade > 0:
+        ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+        oneshot[:fade] *= ramp
+        oneshot[-fade:] *= ramp[::-1]
+    loop.setflags(write=False)
+    oneshot.setflags(write=False)
+    return PreparedClip(seq=seq, loop=loop, oneshot=oneshot)
+
+
+class _Voice:
+    __slots__ = ("clip", "pos", "gain", "active", "releasing", "started")
+
+    def __init__(self):
+        self.clip = None
+        self.pos = 0
+        self.gain = 0.0
+        self.active = False
+        self.releasing = False
+        self.started = 0
+
+
+class Player:
+    """The mixer the audio callback runs: a looping clip (crossfaded on change) plus a pool of one-shot voices.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Device rate in Hz; clips must already be at this rate (:func:`prepare_clip`).
+    channels : int
+        Output channels; the mono mix is copied to each.
+    voices : int
+        Size of the fixed one-shot voice pool. When all are busy the oldest is faded out over one block and
+        reused.
+    """
+
+    def __init__(self, sample_rate: int = 48000, channels: int = 2, voices: int = VOICES):
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self._xfade_len = max(1, int(CROSSFADE_SECONDS * self.sample_rate))
+        theta = (np.arange(self._xfade_len + MAX_BLOCK, dtype=np.float64) / self._xfade_len).clip(0, 1)
+        self._fade_out_curve = np.cos(theta * np.pi / 2).astype(np.float32)  # equal power: cos^2 + sin^2 = 1
+        self._fade_in_curve = np.sin(theta * np.pi / 2).astype(np.float32)
+        self._ramp = np.arange(1, MAX_BLOCK + 1, dtype=np.float32)           # divided by block length per use
+        self._mix = np.zeros(MAX_BLOCK, dtype=np.float32)
+        self._tmp = np.zeros(MAX_BLOCK, dtype=np.float32)
+        self._tmp2 = np.zeros(MAX_BLOCK, dtype=np.float32)
+        self._env = np.zeros(MAX_BLOCK, dtype=np.float32)
+        self._voices = [_Voice() for _ in range(voices)]
+        self._commands: collections.deque = collections.deque(maxlen=1024)
+        # Written by other threads as whole references / floats; read once per block by the callback.
+        self._next_clip: PreparedClip | None = None
+        self._target_gain = 1.0
+        self._loop_on = True
+        # Callback-owned state.
+        self._clip: PreparedClip | None = None
+        self._old: PreparedClip | None = None
+        self._xfade_pos = 0
+        self._pos = 0
+        self._old_pos = 0
+        self._gain = 1.0
+        self._loop_level = 1.0
+        self.frames = 0            # frames processed so far
+        self.blocks = 0
+        self.swaps: collections.deque = collections.deque(maxlen=64)  # (seq, frame, perf_counter at the block)
+        self.xruns = 0
+        self.triggers_dropped = 0
+
+    # -- control side (any thread) -----------------------------------------------------------------------------
+
+    def set_clip(self, clip: PreparedClip) -> None:
+        """Hand over a new clip; the callback crossfades to it at its next block."""
+        self._next_clip = clip
+
+    def set_gain_db(self, db: float) -> None:
+        """Target gain; the callback ramps to it across one block (no zipper noise)."""
+        self._target_gain = float(10.0 ** (db / 20.0))
+
+    def set_loop(self, on: bool) -> None:
+        """Loop on: the current clip plays continuously; off: it fades out over one block (voices continue)."""
+        self._loop_on = bool(on)
+
+    def trigger(self, velocity: float = 1.0) -> None:
+        """Start a one-shot voice of the current clip at the next block; ``velocity`` 0..1 is its amplitude."""
+        self._commands.append(("trigger", float(velocity)))
+
+    def panic(self) -> None:
+        """Fade every voice out over one block and stop the loop."""
+        self._loop_on = False
+        self._commands.append(("panic", 0.0))
+
+    @property
+    def current_seq(self) -> int:
+        clip = self._clip
+        return clip.seq if clip is not None else 0
+
+    @property
+    def active_voices(self) -> int:
+        return sum(1 for v in self._voices if v.active)
+
+    # -- audio side (the callback) -----------------------------------------------------------------------------
+
+    def process(self, out: np.ndarray) -> None:
+        """Fill ``out`` (frames x channels float32) with the next block. Called by the audio callback only."""
+        n = out.shape[0]
+        if n > MAX_BLOCK:  # never expected from a real device; keep correct anyway
+            for start in range(0, n, MAX_BLOCK):
+                self.process(out[start:start + MAX_BLOCK])
+            return
+        now = time.perf_counter()
+        mix = self._mix[:n]
+        mix.fill(0.0)
+        self._run_commands(n)
+        nxt = self._next_clip
+        # One crossfade at a time: a clip arriving mid-fade waits for the fade to finish (20 ms), so the mix
+        # never jumps from a half-faded pair to a single clip.
+        if nxt is not None and nxt is not self._clip and self._old is None:
+            self._start_crossfade(nxt, now)
+        self._mix_loop(mix, n)
+        self._mix_voices(mix, n)
+        # Gain, ramped linearly from the last block's value to the target across this block.
+        target = self._target_gain
+        if target != self._gain:
+            env = self._env[:n]
+            np.multiply(self._ramp[:n], (target - self._gain) / n, out=env)
+            env += self._gain
+            mix *= env
+            self._gain = target
+        elif target != 1.0:
+            mix *= target
+        np.clip(mix, -1.0, 1.0, out=mix)
+        out[:] = mix[:, None]
+        self.frames += n
+        self.blocks += 1
+
+    def _run_commands(self, n: int) -> None:
+        retry = []
+        while self._commands:
+            kind, value = self._commands.popleft()
+            if kind == "panic":
+                for v in self._voices:
+                    if v.active:
+                        v.releasing = True
+            elif kind == "trigger":
+                if not self._start_voice(value):
+                    retry.append((kind, value))
+        for item in retry:  # the pool was full: the oldest voice is fading out this block; start next block
+            self._commands.append(item)
+
+    def _start_voice(self, velocity: float) -> bool:
+        clip = self._next_clip or self._clip
+        if clip is None:
+            self.triggers_dropped += 1
+            return True  # nothing to play yet: drop it, do not retry
+        free = next((v for v in self._voices if not v.active), None)
+        if free is None:
+            oldest = min((v for v in self._voices if not v.releasing), key=lambda v: v.started, default=None)
+            if oldest is not None:
+                oldest.releasing = True
+            return False
+        free.clip, free.pos, free.gain = clip, 0, velocity
+        free.active, free.releasing, free.started = True, False, self.frames
+        return True
+
+    def _start_crossfade(self, clip: PreparedClip, now: float) -> None:
+        if self._clip is not None and self._loop_level > 0.0:
+            self._old, self._old_pos = self._clip, self._pos
+            self._xfade_pos = 0
+            # Keep the rhythm: the new clip continues from the same place in the loop.
+            self._pos = self._pos % len(clip.loop)
+        else:
+            self._old = None
+            self._pos = 0 if self._clip is None else self._pos % len(clip.loop)
+        self._clip = clip
+        self.swaps.append((clip.seq, self.frames, now))
+
+    def _read_loop(self, clip: PreparedClip, pos: int, n: int, dest: np.ndarray) -> int:
+        """Copy ``n`` samples of the looping clip from ``pos`` into ``dest`` (wrapping); returns the new pos."""
+        data = clip.loop
+        length = len(data)
+        filled = 0
+        while filled < n:
+            take = min(n - filled, length - pos)
+            dest[filled:filled + take] = data[pos:pos + take]
+            filled += take
+            pos = (pos + take) % length
+        return pos
+
+    def _mix_loop(self, mix: np.ndarray, n: int) -> None:
+        target = 1.0 if self._loop_on else 0.0
+        if self._clip is None or (target == 0.0 and self._loop_level == 0.0):
+            if self._clip is not None:  # keep the loop's clock running so re-enabling stays in time
+                self._pos = (self._pos + n) % len(self._clip.loop)
+            self._old = None
+            return
+        tmp = self._tmp[:n]
+        self._pos = self._read_loop(self._clip, self._pos, n, tmp)
+        if self._old is not None:
+            # Equal-power crossfade from the old clip (cos) to the new (sin), both advancing.
+            tmp2 = self._tmp2[:n]
+            self._old_pos = self._read_loop(self._old, self._old_pos, n, tmp2)
+            a = self._xfade_pos
+            tmp *= self._fade_in_curve[a:a + n]
+            tmp2 *= self._fade_out_curve[a:a + n]
+            tmp += tmp2
+            self._xfade_pos += n
+            if self._xfade_pos >= self._xfade_len:
+                self._old = None
+        if target != self._loop_level:
+            env = self._env[:n]
+            np.multiply(self._ramp[:n], (target - self._loop_level) / n, out=env)
+            env += self._loop_level
+            tmp *= env
+            self._loop_level = target
+        mix += tmp
+
+    def _mix_voices(self, mix: np.ndarray, n: int) -> None:
+        for v in self._voices:
+            if not v.active:
+                continue
+            data = v.clip.oneshot
+            take = min(n, len(data) - v.pos)
+            seg = self._tmp[:take]
+            np.multiply(data[v.pos:v.pos + take], v.gain, out=seg)
+            if v.releasing:  # linear fade to zero across this block, then free the voice
+                env = self._env[:take]
+                np.subtract(take, self._ramp[:take], out=env)
+                env *= 1.0 / take
+                seg *= env
+                v.active = False
+            mix[:take] += seg
+            v.pos += take
+            if v.pos >= len(data):
+                v.active = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+def jack_running() -> bool:
+    """Whether a JACK server answers (without starting one)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    try:
+        result = subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=3)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def set_jack_client_name(name: str) -> bool:
+    """Name PortAudio's JACK client (default ``PortAudio``); must run before a stream is opened."""
+    import sounddevice as sd
+
+    try:
+        lib = ctypes.CDLL(sd._libname)
+        fn = lib.PaJack_SetClientName
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+    # PortAudio keeps the pointer: keep the bytes alive for the life of the process.
+    set_jack_client_name._keep = name.encode()
+    return fn(set_jack_client_name._keep) == 0
+
+
+class HeadlessOutput:
+    """No audio device: nothing is played; clips still reach OSC clients as files and blobs."""
+
+    kind = "headless"
+    description = "headless (no audio output)"
+
+    def __init__(self, player: Player):
+        self.player = player
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class SoundDeviceOutput:
+    """Plays a :class:`Player` through PortAudio (sounddevice).
+
+    Parameters
+    ----------
+    player : Player
+        The mixer to run in the callback.
+    device : int or str or None
+        PortAudio device (index or name substring); ``None`` for the default, or JACK's when JACK runs.
+    block_size : int
+        Frames per callback (0 lets PortAudio choose; JACK imposes its own period).
+    jack_name : str
+        JACK client name.
+    connect : bool
+        Under JACK, connect our outputs to ``system:playback_*`` (PortAudio does that by default; without it we
+        stay unconnected and a patchbay decides).
+    """
+
+    kind = "sounddevice"
+
+    def __init__(self, player: Player, device=None, block_size: int = 256, jack_name: str = "stylesynth",
+                 connect: bool = False):
+        import sounddevice as sd
+
+        self.player = player
+        self.sd = sd
+        self.jack = False
+        if jack_running():
+            set_jack_client_name(jack_name)
+            # PortAudio scans host APIs once; re-scan so a JACK server started before us is seen.
+            sd._terminate()
+            sd._initialize()
+            if device is None:
+                device = _jack_device(sd)
+            self.jack = device is not None and "JACK" in sd.query_hostapis(
+                sd.query_devices(device)["hostapi"])["name"]
+        info = sd.query_devices(device, "output")
+        self.device_name = info["name"]
+        extra = None
+        self.connect = connect and self.jack
+        self.jack_name = jack_name
+        self.stream = sd.OutputStream(samplerate=player.sample_rate, channels=player.channels, dtype="float32",
+                                      device=device, blocksize=block_size, callback=self._callback,
+                                      latency="low", extra_settings=extra)
+        self.description = (f"{'JACK client ' + jack_name if self.jack else 'PortAudio device'} "
+                            f"'{self.device_name}' at {player.sample_rate} Hz")
+
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        if status.output_underflow or status.output_overflow:
+            self.player.xruns += 1
+        try:
+            self.player.process(outdata)
+        except Exception:  # never let an exception kill the stream; silence this block instead
+            outdata.fill(0.0)
+            log.exception("audio callback failed")
+
+    def start(self) -> None:
+        self.stream.start()
+
+    def stop(self) -> None:
+        try:
+            self.stream.stop()
+            self.stream.close()
+        finally:
+            if self.jack:
+                self.sd._terminate()  # before jackd may go away, or PortAudio aborts the process
+
+
+def _jack_device(sd):
+    for i, dev in enumerate(sd.query_devices()):
+        if dev["max_output_channels"] > 0 and "JACK" in sd.query_hostapis(dev["hostapi"])["name"]:
+            return i
+    return None
+
+
+def open_output(player: Player, device=None, no_audio: bool = False, block_size: int = 256,
+                connect: bool = False):
+    """The best output available: the requested device, else JACK if running, else the default sound card,
+    else headless -- logged in one line saying which and, for headless, why."""
+    if no_audio:
+        log.info("audio output: headless (--no-audio); clips go to OSC clients as wav files")
+        return HeadlessOutput(player)
+    try:
+        output = SoundDeviceOutput(player, device=device, block_size=block_size, connect=connect)
+    except Exception as exc:  # no PortAudio, no device, device busy: all mean "run without sound"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("audio output: headless -- no sound card or JACK server usable (%s); still serving OSC and "
+                    "writing wavs for clients", reason)
+        return HeadlessOutput(player)
+    log.info("audio output: %s", output.description)
+    return output
+
+
+class ClockedOutput:
+    """Runs a :class:`Player` from a thread at real-time pace without a device: a stand-in clock for headless
+    measurements (it is what a sound card would do, minus the sound)."""
+
+    kind = "clock"
+    description = "software clock (no device)"
+
+    def __init__(self, player: Player, block_size: int = 256):
+        self.player = player
+        self.block_size = block_size
+        self._stop = threading.Event()
+        self._buf = np.zeros((block_size, player.channels), dtype=np.float32)
+        self._thread = threading.Thread(target=self._run, name="clock-output", daemon=True)
+
+    def _run(self) -> None:
+        period = self.block_size / self.player.sample_rate
+        deadline = time.perf_counter()
+        while not self._stop.is_set():
+            self.player.process(self._buf)
+            deadline += period
+            delay = deadline - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -period:
+                self.player.xruns += 1
+                deadline = time.perf_counter()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
