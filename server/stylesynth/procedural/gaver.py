@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.signal import butter, sosfilt
+from scipy.signal import sosfilt
 
+from stylesynth.procedural.common import PEAK, add_at, audio_summary, log_uniform, sos
 from stylesynth.spectrogram import HITS, SAMPLE_RATE
 
-NYQUIST_MARGIN = 0.99          # band edges are kept below this fraction of Nyquist (butter needs < 1)
 ATTACK_TAIL = 0.1              # the attack's last 10 % is faded linearly so it does not click into the trail
-PEAK = 0.9                     # clips are peak-normalised here: loud enough to hear, never clipping
 
 
 @dataclass
@@ -46,7 +45,7 @@ class GaverParams:
     damping_exponent : float
         Exponent of the trail's fade-out ramp: > 1 decays fast (a knock), < 1 holds then drops (a scrape).
     damping_fraction : float
-        Fraction (0..1] of the trail covered by the fade-out.
+        Fraction [0, 1] of the trail covered by the fade-out (0: no fade).
     attack_order : int
         Butterworth order of the attack band-pass.
     attack_gain, trail_gain : float
@@ -91,8 +90,8 @@ class GaverParams:
             raise ValueError(f"filter_order must be in 1..8, got {self.filter_order}")
         if not 1 <= int(self.attack_order) <= 8:
             raise ValueError(f"attack_order must be in 1..8, got {self.attack_order}")
-        if not 0 < self.damping_fraction <= 1:
-            raise ValueError(f"damping_fraction must be in (0, 1], got {self.damping_fraction:g}")
+        if not 0 <= self.damping_fraction <= 1:
+            raise ValueError(f"damping_fraction must be in [0, 1], got {self.damping_fraction:g}")
         if not 0 <= self.fade_in_fraction < 1 or (
                 self.fade_in_fraction > 0 and self.fade_in_fraction + self.damping_fraction > 1 + 1e-9):
             raise ValueError(f"fade_in_fraction must be in [0, 1] and leave room for the fade-out, "
@@ -119,10 +118,7 @@ class GaverParams:
 
 def bandpass_sos(lf: float, hf: float, order: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Butterworth band-pass ``[lf, hf]`` Hz as second-order sections (stable at high orders, unlike b/a)."""
-    nyq = sample_rate / 2.0
-    hi = min(hf, NYQUIST_MARGIN * nyq)
-    lo = min(max(lf, 1.0), hi * 0.999)
-    return butter(int(order), [lo / nyq, hi / nyq], btype="bandpass", output="sos")
+    return sos("bandpass", (lf, hf), order, sample_rate)
 
 
 def event_envelopes(params: GaverParams, n_samples: int, sample_rate: int = SAMPLE_RATE
@@ -149,17 +145,9 @@ def event_envelopes(params: GaverParams, n_samples: int, sample_rate: int = SAMP
         n_in = int(round(params.fade_in_fraction * n_trail))
         if n_in > 0:
             trail[:n_in] *= np.linspace(0.0, 1.0, n_in) ** params.damping_exponent
-        _add_clipped(attack_env, start, gain * attack)
-        _add_clipped(trail_env, start + n_attack, gain * trail)
+        add_at(attack_env, start, gain * attack)
+        add_at(trail_env, start + n_attack, gain * trail)
     return attack_env, trail_env
-
-
-def _add_clipped(target: np.ndarray, start: int, values: np.ndarray) -> None:
-    """``target[start:start+len(values)] += values``, cut at the end of ``target``."""
-    if start >= len(target):
-        return
-    stop = min(start + len(values), len(target))
-    target[start:stop] += values[: stop - start]
 
 
 def render(params: GaverParams, rng: np.random.Generator, n_samples: int = HITS.n_samples,
@@ -209,16 +197,12 @@ DAMPING_FRACTION = {"hit": (0.6, 1.0), "scratch": (0.15, 0.6)}
 MAX_EVENTS = 7                    # "1, 2, 3, 5 or 7 events in 2 s"
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
 def sample_band(rng: np.random.Generator, low: float = 60.0, high: float = 7900.0,
                 min_ratio: float = 1.3, max_ratio: float = 16.0) -> tuple[float, float]:
     """A band ``[lf, hf]`` inside ``[low, high]`` Hz: ``lf`` log-uniform, width ``hf/lf`` log-uniform in
     ``[min_ratio, max_ratio]``; a band that would pass ``high`` is cut there."""
-    lf = _log_uniform(rng, low, high / min_ratio)
-    hf = min(lf * _log_uniform(rng, min_ratio, max_ratio), high)
+    lf = log_uniform(rng, low, high / min_ratio)
+    hf = min(lf * log_uniform(rng, min_ratio, max_ratio), high)
     return lf, hf
 
 
@@ -251,7 +235,7 @@ def sample_params(rng: np.random.Generator, kind: str = "hit", n_events: int | N
     if n < 1:
         raise ValueError(f"n_events must be >= 1, got {n}")
     onsets = spread_onsets(rng, n, duration)
-    lengths = [_log_uniform(rng, *LENGTHS[kind]) for _ in range(n)]
+    lengths = [log_uniform(rng, *LENGTHS[kind]) for _ in range(n)]
     gains = [float(rng.uniform(0.5, 1.0)) for _ in range(n)]
     trail_lf, trail_hf = sample_band(rng)
     attack_lf, attack_hf = sample_band(rng, low=min(max(trail_lf, 200.0), 4000.0), min_ratio=1.5)
@@ -259,7 +243,7 @@ def sample_params(rng: np.random.Generator, kind: str = "hit", n_events: int | N
         onsets=onsets, lengths=lengths, gains=gains,
         attack_lf=attack_lf, attack_hf=attack_hf, trail_lf=trail_lf, trail_hf=trail_hf,
         filter_order=int(rng.integers(1, 7)),
-        damping_exponent=_log_uniform(rng, *DAMPING_EXPONENT[kind]),
+        damping_exponent=log_uniform(rng, *DAMPING_EXPONENT[kind]),
         damping_fraction=float(rng.uniform(*DAMPING_FRACTION[kind])),
         noise_floor_db=float(rng.uniform(-65.0, -45.0)),
     )
@@ -277,17 +261,6 @@ def describe(params: GaverParams, audio: np.ndarray, sample_rate: int = SAMPLE_R
     )
     label.update(audio_summary(audio, sample_rate))
     return label
-
-
-def audio_summary(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> dict:
-    """Spectral centroid (Hz) and RMS level (dBFS) of a clip: cheap, measurable, and handy for sorting a dataset."""
-    x = np.asarray(audio, dtype=np.float64)
-    power = np.abs(np.fft.rfft(x)) ** 2
-    freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
-    total = power.sum()
-    centroid = float((freqs * power).sum() / total) if total > 0 else 0.0
-    rms = float(np.sqrt(np.mean(x ** 2)))
-    return {"centroid_hz": round(centroid, 2), "rms_db": round(20 * np.log10(max(rms, 1e-12)), 2)}
 
 
 def make(rng: np.random.Generator, kind: str = "hit", n_samples: int = HITS.n_samples,
