@@ -145,7 +145,8 @@ fi
 if [ "$with_test" -eq 1 ]; then target='.[test]'; else target='.'; fi
 stamp_file="$VENV/.stylesynth-install-stamp"
 stamp="$target $(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ -f "$stamp_file" ] && grep -qxF -- "$stamp" "$stamp_file" && "$VENV/bin/python" -c 'import stylesynth' 2>/dev/null; then
+if [ -f "$stamp_file" ] && grep -qxF -- "$stamp" "$stamp_file" \
+        && "$VENV/bin/python" -c 'import stylesynth' 2>/dev/null; then
     skip "python packages ($target)" "up to date"
 else
     if [ -n "${STYLESYNTH_TORCH_INDEX:-}" ]; then
