@@ -22,6 +22,8 @@ from stylesynth.procedural.common import PEAK, add_at, audio_summary, log_unifor
 from stylesynth.spectrogram import HITS, SAMPLE_RATE
 
 ATTACK_TAIL = 0.1              # the attack's last 10 % is faded linearly so it does not click into the trail
+EDGE_RAMP_S = 0.001            # 1 ms raised-cosine on each gate's first samples: a hard gate would add a
+                               # broadband click that smears a "muffled" event up to 8 kHz
 
 
 @dataclass
@@ -138,7 +140,11 @@ def event_envelopes(params: GaverParams, n_samples: int, sample_rate: int = SAMP
         n_tail = int(ATTACK_TAIL * n_attack)
         if n_tail > 0:
             attack[-n_tail:] = np.linspace(1.0, 0.0, n_tail)
+        ramp = _edge_ramp(min(int(EDGE_RAMP_S * sample_rate), n_attack // 2))
+        attack[: len(ramp)] *= ramp
         trail = np.ones(n_trail)
+        trail_ramp = _edge_ramp(min(int(EDGE_RAMP_S * sample_rate), n_trail // 2))
+        trail[: len(trail_ramp)] *= trail_ramp
         n_fade = int(round(params.damping_fraction * n_trail))
         if n_fade > 0:
             trail[-n_fade:] = np.linspace(1.0, 0.0, n_fade) ** params.damping_exponent
@@ -148,6 +154,13 @@ def event_envelopes(params: GaverParams, n_samples: int, sample_rate: int = SAMP
         add_at(attack_env, start, gain * attack)
         add_at(trail_env, start + n_attack, gain * trail)
     return attack_env, trail_env
+
+
+def _edge_ramp(n: int) -> np.ndarray:
+    """Raised-cosine rise from 0 to 1 over ``n`` samples (empty for ``n`` <= 0)."""
+    if n <= 0:
+        return np.ones(0)
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
 
 
 def render(params: GaverParams, rng: np.random.Generator, n_samples: int = HITS.n_samples,
