@@ -1,0 +1,573 @@
+"""Phase from STFT magnitude: Phase Gradient Heap Integration (PGHI), by hand in numba.
+
+PGHI (Průša, Holighaus et al., "A noniterative method for reconstruction of phase from STFT magnitude", IEEE/ACM
+TASLP 2017) estimates the phase gradient of a Gaussian-window Gabor transform from its log-magnitude and integrates
+it outwards from the strongest coefficients. It needs no iterations, so it is what turns a generated spectrogram
+into sound in real time. This implementation follows the textbook algorithm with the changes measured in
+``shared/notes/pghi.md``:
+
+1. **Bucket queue** (4096 buckets over log-magnitude, LIFO inside a bucket) instead of a binary heap: same quality
+   within 0.1 dB, several times faster. Seeds come from a precomputed list of local maxima sorted by magnitude, so
+   there is no repeated ``argmax`` when a region is finished.
+2. **DC/Nyquist phase fix per region.** Each region grown from one seed starts at an arbitrary phase, but a real
+   signal's DC and Nyquist coefficients are real (phase 0 or pi) in the time-invariant convention. Each region is
+   rotated by ``-1/2 arg(sum s^2 e^{2 i phi})`` over its own DC and Nyquist coefficients.
+3. **One tolerance pass**: coefficients below ``tol * max`` get a random phase from a seeded generator (so the result
+   is deterministic) and are not integrated through.
+4. Optional **fast Griffin-Lim refinement** (Perraudin et al. 2013, momentum 0.99) warm-started from the PGHI phase,
+   for noisy textures and hop 256 where PGHI alone is weakest.
+
+Conventions (those of :mod:`stylesynth.spectrogram`): ``m`` is the frequency bin (0..M/2), ``n`` the frame, ``a`` the
+hop, ``M`` the number of channels, ``gamma = a * M`` the window's spread; phase is time-invariant (measured from each
+window's centre), frames are circular. With ``s = ln |c|`` and centred differences:
+
+* phase advance per frame: ``phi_t(m, n) = (a M / gamma) (s(m+1, n) - s(m-1, n)) / 2 + 2 pi a m / M``
+  (the derivative part is 0 at DC and Nyquist);
+* phase advance per bin: ``phi_f(m, n) = -(gamma / (a M)) (s(m, n+1) - s(m, n-1)) / 2``.
+
+The JIT-compiled kernels are cached on disk (``cache=True``); call :func:`warmup` at server start so the first
+request does not pay for loading them.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+from numba import njit
+
+from stylesynth.spectrogram import HITS, Representation, analysis_window, dual_window
+
+N_BUCKETS = 4096
+DEFAULT_TOL = 1e-5
+FGLA_MOMENTUM = 0.99
+# The synthesis (dual) window is truncated where it falls below this fraction of its peak (then rounded up to a
+# multiple of M: 3072 taps at hop 128, 6144 at hop 256). The fast synthesis then matches spectrogram.istft to
+# better than -120 dB on both hops (tests/test_pghi.py).
+DUAL_TOLERANCE = 1e-7
+
+__all__ = ["pghi", "pghi_batch", "pghi_phase", "spectral_convergence", "fast_stft", "fast_istft",
+           "refine_fgla", "warmup", "N_BUCKETS", "DEFAULT_TOL"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The integration kernel
+# ---------------------------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _transpose(a):  # pragma: no cover - compiled
+    """Blocked transpose to a new C-contiguous array (numpy's strided copy is several times slower)."""
+    rows, cols = a.shape
+    out = np.empty((cols, rows), dtype=a.dtype)
+    blk = 32
+    for r0 in range(0, rows, blk):
+        r1 = min(r0 + blk, rows)
+        for c0 in range(0, cols, blk):
+            c1 = min(c0 + blk, cols)
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    out[c, r] = a[r, c]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _push(i, b, head, nxt, group, top):  # pragma: no cover - compiled
+    nxt[i] = head[b]
+    head[b] = i
+    group[b >> 6] += 1
+    return b if b > top else top
+
+
+@njit(cache=True, nogil=True)
+def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover - compiled
+    """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
+
+    ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous; ``s`` its natural log (any finite value where
+    ``mag`` is 0). Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1), wrapped to [-pi, pi].
+    """
+    n_frames, n_bins = mag.shape
+    n_coef = n_frames * n_bins
+    mag1 = mag.ravel()
+    phase = np.zeros(n_coef)
+    np.random.seed(seed)
+
+    mmax = 0.0
+    for i in range(n_coef):
+        if mag1[i] > mmax:
+            mmax = mag1[i]
+    if not mmax > 0.0:
+        for i in range(n_coef):
+            phase[i] = np.random.uniform(-np.pi, np.pi)
+        return phase.reshape((n_frames, n_bins)), 0
+    thr = tol * mmax
+
+    # phase gradients. dt: the log-magnitude part of the advance per frame (the nominal 2 pi a m / M is added in
+    # float64 during integration); df: the advance per bin. Both float32, to halve the working set.
+    ct = a * M / gamma
+    cf = -gamma / (a * M)
+    dt = np.empty(n_coef, dtype=np.float32)
+    df = np.empty(n_coef, dtype=np.float32)
+    for n in range(n_frames):
+        o = n * n_bins
+        on = ((n + 1) % n_frames) * n_bins
+        op = ((n - 1 + n_frames) % n_frames) * n_bins
+        dt[o] = 0.0
+        dt[o + n_bins - 1] = 0.0
+        for m in range(1, n_bins - 1):
+            dt[o + m] = ct * 0.5 * (s[n, m + 1] - s[n, m - 1])
+        sn = s[(n + 1) % n_frames]
+        sp = s[(n - 1 + n_frames) % n_frames]
+        for m in range(n_bins):
+            df[o + m] = cf * 0.5 * (sn[m] - sp[m])
+
+    # state: bucket index (>= 0) while waiting, -1 below tolerance, -2 once assigned
+    s_lo = math.log(thr)
+    span = math.log(mmax) - s_lo
+    scale = (n_buckets - 1) / span if span > 0 else 0.0
+    state = np.empty(n_coef, dtype=np.int32)
+    s1 = s.ravel()
+    for i in range(n_coef):
+        if mag1[i] > thr:
+            b = int((s1[i] - s_lo) * scale)
+            state[i] = min(max(b, 0), n_buckets - 1)
+        else:
+            state[i] = -1
+
+    # seeds: local maxima (>= their 4-neighbours), counting-sorted by bucket, strongest first. Branch-free: on
+    # noise the comparisons are coin flips and mispredicted branches cost more than the arithmetic.
+    count = np.zeros(n_buckets + 1, dtype=np.int32)
+    unsorted = np.empty(n_coef, dtype=np.int32)
+    n_cand = 0
+    for n in range(n_frames):
+        o = n * n_bins
+        on = ((n + 1) % n_frames) * n_bins
+        op = ((n - 1 + n_frames) % n_frames) * n_bins
+        for m in range(n_bins):
+            i = o + m
+            v = mag1[i]
+            left = mag1[i - 1] if m > 0 else 0.0
+            right = mag1[i + 1] if m < n_bins - 1 else 0.0
+            ok = (state[i] >= 0) & (mag1[on + m] <= v) & (mag1[op + m] <= v) & (left <= v) & (right <= v)
+            unsorted[n_cand] = i
+            n_cand += ok
+            count[n_buckets - max(state[i], 0)] += ok
+    for b in range(n_buckets):
+        count[b + 1] += count[b]
+    cand = np.empty(n_cand, dtype=np.int32)
+    for c in range(n_cand):
+        i = unsorted[c]
+        k = n_buckets - 1 - state[i]
+        cand[count[k]] = i
+        count[k] += 1
+
+    # integration with a bucket queue (LIFO inside a bucket), trapezoid rule to the unassigned 4-neighbours.
+    # group[g] counts the items in buckets 64 g .. 64 g + 63, so finding the next non-empty bucket skips empty
+    # groups instead of stepping through up to 4096 empty buckets after each jump up.
+    head = np.full(n_buckets, -1, dtype=np.int32)
+    group = np.zeros(n_buckets // 64 + 1, dtype=np.int32)
+    nxt = np.empty(n_coef, dtype=np.int32)
+    region = np.full(n_coef, -1, dtype=np.int32)
+    nominal_step = 2.0 * np.pi * a / M
+    last = (n_frames - 1) * n_bins
+    n_regions = 0
+    for k in range(n_cand):
+        i0 = cand[k]
+        if state[i0] < 0:
+            continue
+        r = n_regions
+        n_regions += 1
+        top = _push(i0, state[i0], head, nxt, group, -1)
+        state[i0] = -2
+        region[i0] = r
+        while True:
+            while top >= 0 and head[top] == -1:
+                if group[top >> 6] == 0:
+                    top = ((top >> 6) << 6) - 1
+                else:
+                    top -= 1
+            if top < 0:
+                break
+            i = head[top]
+            head[top] = nxt[i]
+            group[top >> 6] -= 1
+            m = i % n_bins
+            p = phase[i]
+            dti = dt[i]
+            dfi = df[i]
+            nominal = nominal_step * m
+            # next frame (circular)
+            j = i + n_bins if i < last else i - last
+            bj = state[j]
+            if bj >= 0:
+                phase[j] = p + nominal + 0.5 * (dti + dt[j])
+                state[j] = -2
+                region[j] = r
+                top = _push(j, bj, head, nxt, group, top)
+            # previous frame (circular)
+            j = i - n_bins if i >= n_bins else i + last
+            bj = state[j]
+            if bj >= 0:
+                phase[j] = p - nominal - 0.5 * (dti + dt[j])
+                state[j] = -2
+                region[j] = r
+                top = _push(j, bj, head, nxt, group, top)
+            # next bin
+            if m + 1 < n_bins:
+                j = i + 1
+                bj = state[j]
+                if bj >= 0:
+                    phase[j] = p + 0.5 * (dfi + df[j])
+                    state[j] = -2
+                    region[j] = r
+                    top = _push(j, bj, head, nxt, group, top)
+            # previous bin
+            if m > 0:
+                j = i - 1
+                bj = state[j]
+                if bj >= 0:
+                    phase[j] = p - 0.5 * (dfi + df[j])
+                    state[j] = -2
+                    region[j] = r
+                    top = _push(j, bj, head, nxt, group, top)
+
+    # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible
+    acc_re = np.zeros(n_regions)
+    acc_im = np.zeros(n_regions)
+    for n in range(n_frames):
+        for i in (n * n_bins, n * n_bins + n_bins - 1):
+            r = region[i]
+            if r >= 0:
+                w = mag1[i] * mag1[i]
+                acc_re[r] += w * math.cos(2.0 * phase[i])
+                acc_im[r] += w * math.sin(2.0 * phase[i])
+    rot = np.zeros(n_regions)
+    for r in range(n_regions):
+        if acc_re[r] != 0.0 or acc_im[r] != 0.0:
+            rot[r] = -0.5 * math.atan2(acc_im[r], acc_re[r])
+
+    # wrap to [-pi, pi] (so the phase survives float32); random phase below tolerance, in a fixed order
+    two_pi = 2.0 * np.pi
+    for i in range(n_coef):
+        r = region[i]
+        if r >= 0:
+            q = phase[i] + rot[r]
+            phase[i] = q - two_pi * math.floor(q / two_pi + 0.5)
+        else:
+            phase[i] = np.random.uniform(-np.pi, np.pi)
+    return phase.reshape((n_frames, n_bins)), n_regions
+
+
+def _log_magnitude(mag: np.ndarray) -> np.ndarray:
+    """Natural log of ``mag`` in float32 (vectorised), zeros clamped to 1e-30 of the peak."""
+    peak = float(mag.max()) if mag.size else 0.0
+    tiny = peak * 1e-30 if peak > 0 else 1e-300
+    return np.log(np.maximum(mag, tiny).astype(np.float32))
+
+
+def _polar(mag_t: np.ndarray, phase_t: np.ndarray) -> np.ndarray:
+    """``mag * exp(1j * phase)`` from frame-major (F, bins) inputs, returned as a (bins, F) complex128 view of a
+    frame-major array. sin/cos run in float32 (the phase is wrapped, so the error is ~1e-7 rad)."""
+    p32 = phase_t.astype(np.float32)
+    out = np.empty(mag_t.shape, dtype=np.complex128)
+    out.real = mag_t * np.cos(p32)
+    out.imag = mag_t * np.sin(p32)
+    return out.T
+
+
+def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """PGHI of a (bins, F) magnitude -> (phase_t, mag_t), both frame-major (F, bins)."""
+    mag_t = _transpose(mag)
+    phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t), float(rep.hop), float(rep.channels),
+                              float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS)
+    return phase_t, mag_t
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast transforms with the same numbers as spectrogram.stft / istft
+# ---------------------------------------------------------------------------------------------------------------
+
+class _Plan:
+    """Precomputed windows for one representation: a zero-padded analysis window on ``[-half_span, half_span)`` and
+    the dual window truncated at :data:`DUAL_TOLERANCE` on ``[-syn_span, syn_span)``; both spans are multiples of
+    ``M`` so offset ``o`` lands on FFT position ``o mod M`` without any index arithmetic."""
+
+    def __init__(self, rep: Representation):
+        M, a, L = rep.channels, rep.hop, rep.n_samples
+        if M % a or L % M:
+            raise ValueError(f"hop {a} must divide {M} channels and the clip length {L}")
+        g, half = analysis_window(rep)
+        self.rep = rep
+        self.ana_span = M * int(math.ceil((half + 1) / M))
+        gpad = np.zeros(2 * self.ana_span)
+        gpad[self.ana_span - half: self.ana_span + half + 1] = g
+        self.ana_window = gpad
+        dual = dual_window(rep)
+        span = np.arange(-(L // 2), L // 2)
+        keep = span[np.abs(dual[span % L]) > DUAL_TOLERANCE * np.abs(dual).max()]
+        reach = int(max(-keep.min(), keep.max() + 1))
+        self.syn_span = min(M * int(math.ceil(reach / M)), L // 2)
+        offsets = np.arange(-self.syn_span, self.syn_span)
+        # times M: the irfft's 1/M normalisation is undone here rather than in a pass over the frames
+        self.syn_window = np.ascontiguousarray(dual[offsets % L] * M)
+        self.syn_tiles = 2 * self.syn_span // M
+
+
+@lru_cache(maxsize=8)
+def _plan(rep: Representation) -> _Plan:
+    return _Plan(rep)
+
+
+def _as_batch(x: np.ndarray, rep: Representation) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    x2 = x if x.ndim == 2 else x.reshape(1, -1)
+    L = rep.n_samples
+    if x2.shape[1] != L:
+        x2 = x2[:, :L] if x2.shape[1] > L else np.pad(x2, ((0, 0), (0, L - x2.shape[1])))
+    return x2
+
+
+def _analysis_t(x2: np.ndarray, rep: Representation) -> np.ndarray:
+    """Frame-major transform: (B, n_samples) -> complex (B, frames, 257), C-contiguous."""
+    plan = _plan(rep)
+    L, a, M, F = rep.n_samples, rep.hop, rep.channels, rep.frames
+    h = plan.ana_span
+    wrap = np.tile(x2, (1, int(math.ceil(h / L)))) if h > L else x2
+    ext = np.concatenate([wrap[:, -h:], x2, wrap[:, :h]], axis=1)
+    frames = np.lib.stride_tricks.sliding_window_view(ext, 2 * h, axis=1)[:, : F * a: a]   # (B, F, 2h)
+    folded = (frames * plan.ana_window).reshape(x2.shape[0], F, 2 * h // M, M).sum(axis=2)
+    return scipy.fft.rfft(folded, axis=2)
+
+
+def fast_stft(x: np.ndarray, rep: Representation = HITS) -> np.ndarray:
+    """Same numbers as :func:`stylesynth.spectrogram.stft` (to float64 rounding), many times faster.
+
+    ``x`` is (n_samples,) or batched (B, n_samples), cut or zero-padded to ``rep.n_samples``. Returns complex128
+    (257, frames) or (B, 257, frames); the array is a transposed view of frame-major memory, which is the layout
+    :func:`fast_istft` is fastest on.
+    """
+    x = np.asarray(x)
+    coef = _analysis_t(_as_batch(x, rep), rep).transpose(0, 2, 1)
+    return coef if x.ndim == 2 else coef[0]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _overlap_add(y, window, a, out):  # pragma: no cover - compiled
+    """out[(n a - S/2 + j) mod L] += window[j] * y[n, j mod M] for each frame n (S = len(window), a multiple of M).
+
+    Accumulates into a linear buffer tile by tile on contiguous slices (so LLVM vectorises it), then folds the
+    buffer onto the circle."""
+    n_frames, M = y.shape
+    S = window.shape[0]
+    L = out.shape[0]
+    tiles = S // M
+    size = (n_frames - 1) * a + S
+    ext = np.zeros(size)
+    for n in range(n_frames):
+        yn = y[n]
+        for t in range(tiles):
+            e = ext[n * a + t * M: n * a + t * M + M]
+            w = window[t * M: t * M + M]
+            for j in range(M):
+                e[j] += w[j] * yn[j]
+    # ext[i] belongs at circular position (i - S/2) mod L
+    start = (-(S // 2)) % L
+    i = 0
+    while i < size:
+        k = (start + i) % L
+        run = min(L - k, size - i)
+        o = out[k: k + run]
+        src = ext[i: i + run]
+        for j in range(run):
+            o[j] += src[j]
+        i += run
+
+
+def _synthesis_t(c_t: np.ndarray, rep: Representation) -> np.ndarray:
+    """Frame-major inverse: complex (B, frames, 257) -> float64 (B, n_samples)."""
+    plan = _plan(rep)
+    y = scipy.fft.irfft(c_t, n=rep.channels, axis=2)          # (B, F, M), contiguous along M
+    out = np.zeros((c_t.shape[0], rep.n_samples))
+    for b in range(c_t.shape[0]):
+        _overlap_add(np.ascontiguousarray(y[b]), plan.syn_window, rep.hop, out[b])
+    return out
+
+
+def fast_istft(coefficients: np.ndarray, rep: Representation = HITS) -> np.ndarray:
+    """Same as :func:`stylesynth.spectrogram.istft` to better than -120 dB, many times faster.
+
+    ``coefficients`` is (257, frames) or batched (B, 257, frames); returns float64 (n_samples,) or (B, n_samples).
+    Fastest when the coefficients are frame-major in memory (as :func:`pghi` and :func:`fast_stft` return them).
+    """
+    c = np.asarray(coefficients)
+    if c.ndim not in (2, 3) or c.shape[-2] != rep.rows + 1:
+        raise ValueError(f"coefficients must have shape ({rep.rows + 1}, frames) or (B, {rep.rows + 1}, frames), "
+                         f"got {c.shape}")
+    c3 = c if c.ndim == 3 else c[None]
+    out = _synthesis_t(np.ascontiguousarray(c3.transpose(0, 2, 1)), rep)
+    return out if c.ndim == 3 else out[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------------------
+
+def _check_magnitude(magnitude: np.ndarray, rep: Representation, batched: bool) -> np.ndarray:
+    mag = np.asarray(magnitude, dtype=np.float64)
+    want = 3 if batched else 2
+    if mag.ndim != want or mag.shape[-2] != rep.rows + 1:
+        shape = "(B, " if batched else "("
+        raise ValueError(f"magnitude must have shape {shape}{rep.rows + 1}, frames), got {mag.shape}")
+    if not np.all(np.isfinite(mag)):
+        raise ValueError(f"magnitude has {int(np.sum(~np.isfinite(mag)))} NaN/inf values")
+    return np.ascontiguousarray(np.abs(mag))
+
+
+def pghi_phase(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL,
+               seed: int = 0) -> np.ndarray:
+    """The PGHI phase alone (float64, same shape as ``magnitude``), without refinement. See :func:`pghi`."""
+    mag = _check_magnitude(magnitude, rep, batched=False)
+    return np.ascontiguousarray(_integrate(mag, rep, tol, seed)[0].T)
+
+
+def _fgla_t(mag_t: np.ndarray, c_t: np.ndarray, rep: Representation, iterations: int,
+            momentum: float) -> np.ndarray:
+    """Fast Griffin-Lim on frame-major (B, F, 257) arrays."""
+    tiny = 1e-300
+    t_prev = c_t
+    c = c_t
+    for _ in range(int(iterations)):
+        proj = c * (mag_t / np.maximum(np.abs(c), tiny))
+        t = _analysis_t(_synthesis_t(proj, rep), rep)
+        c = t + momentum * (t - t_prev)
+        t_prev = t
+    return t_prev * (mag_t / np.maximum(np.abs(t_prev), tiny))
+
+
+def refine_fgla(magnitude: np.ndarray, coefficients: np.ndarray, rep: Representation = HITS,
+                iterations: int = 10, momentum: float = FGLA_MOMENTUM) -> np.ndarray:
+    """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) warm-started from ``coefficients``.
+
+    ``t_k = P_C1(P_C2(c_{k-1}))``, ``c_k = t_k + momentum (t_k - t_{k-1})``, where ``P_C2`` imposes the target
+    magnitude and ``P_C1`` projects on consistent transforms (``stft(istft(.))``). Returns the target magnitude with
+    the phase of the last consistent estimate ``t_k``. Works on (257, F) or batched (B, 257, F) arrays.
+    """
+    mag = np.abs(np.asarray(magnitude, dtype=np.float64))
+    c = np.asarray(coefficients, dtype=np.complex128)
+    if iterations <= 0:
+        return c
+    batched = c.ndim == 3
+    mag3 = mag if batched else mag[None]
+    c3 = c if batched else c[None]
+    out = _fgla_t(np.ascontiguousarray(mag3.transpose(0, 2, 1)), np.ascontiguousarray(c3.transpose(0, 2, 1)),
+                  rep, iterations, momentum).transpose(0, 2, 1)
+    return out if batched else out[0]
+
+
+def pghi(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL, refine: int = 0,
+         seed: int = 0) -> np.ndarray:
+    """Complex Gabor coefficients with the given magnitude and a phase reconstructed by PGHI.
+
+    Parameters
+    ----------
+    magnitude : np.ndarray, shape (257, frames)
+        Linear STFT magnitude in the representation of ``rep`` (e.g. ``np.abs(spectrogram.stft(x, rep))`` or
+        ``spectrogram.decode(spec, rep)``). Any overall scale; must be finite.
+    rep : Representation
+        ``HITS`` (hop 128) or ``ENV`` (hop 256): fixes the lattice and window used for the phase gradients.
+    tol : float
+        Coefficients below ``tol * max`` are not integrated through; they get a random phase from ``seed``.
+        Keep it at or just above the spectrogram's floor (``1e-5`` for the model's -50 dB floor).
+    refine : int
+        Number of warm-started fast Griffin-Lim iterations after PGHI (0 = PGHI only). 10 gains 5-15 dB of spectral
+        convergence at ~1.5 ms per iteration (hop 128).
+    seed : int
+        Seed of the random phase given to sub-tolerance coefficients. Same input and seed -> identical output.
+
+    Returns
+    -------
+    coefficients : np.ndarray, complex128, shape (257, frames)
+        ``magnitude * exp(1j * phase)``; :func:`stylesynth.spectrogram.istft` (or :func:`fast_istft`) makes audio.
+
+    See Also
+    --------
+    pghi_batch : the same for a batch.
+    spectral_convergence : the quality figure.
+
+    Examples
+    --------
+    >>> from stylesynth.spectrogram import stft, istft, HITS
+    >>> coef = pghi(np.abs(stft(x, HITS)), HITS)              # doctest: +SKIP
+    >>> y = istft(coef, HITS)                                  # doctest: +SKIP
+    """
+    mag = _check_magnitude(magnitude, rep, batched=False)
+    phase_t, mag_t = _integrate(mag, rep, tol, seed)
+    coef = _polar(mag_t, phase_t)
+    if refine > 0:
+        coef = _fgla_t(mag_t[None], coef.T[None], rep, refine, FGLA_MOMENTUM)[0].T
+    return coef
+
+
+def pghi_batch(magnitudes: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL, refine: int = 0,
+               seed: int = 0, workers: int = 1) -> np.ndarray:
+    """:func:`pghi` over a batch: ``magnitudes`` (B, 257, frames) -> complex128 (B, 257, frames).
+
+    Item ``b`` uses seed ``seed + b``, so an item's result does not depend on the batch it came in only through its
+    position. ``workers > 1`` integrates items in parallel threads (the numba kernel releases the GIL); refinement
+    runs batched.
+    """
+    mags = _check_magnitude(magnitudes, rep, batched=True)
+    out_t = np.empty((mags.shape[0], mags.shape[2], mags.shape[1]), dtype=np.complex128)   # frame-major
+
+    def one(b: int) -> None:
+        out_t[b] = _polar(*_integrate(mags[b], rep, tol, int(seed) + b)[::-1]).T
+
+    if workers > 1 and len(mags) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, range(len(mags))))
+    else:
+        for b in range(len(mags)):
+            one(b)
+    if refine > 0:
+        out_t = _fgla_t(np.ascontiguousarray(mags.transpose(0, 2, 1)), out_t, rep, refine, FGLA_MOMENTUM)
+    return out_t.transpose(0, 2, 1)
+
+
+def spectral_convergence(magnitude: np.ndarray, coefficients_or_signal: np.ndarray,
+                         rep: Representation = HITS) -> float:
+    """Spectral convergence in dB: ``20 log10(|| |STFT(x)| - target || / || target ||)``; lower is better.
+
+    Parameters
+    ----------
+    magnitude : np.ndarray, (257, frames)
+        The target magnitude.
+    coefficients_or_signal : np.ndarray
+        Either complex coefficients (257, frames), turned into a signal ``x`` with the dual window first, or a real
+        signal ``x`` (n_samples,) directly.
+    rep : Representation
+    """
+    target = np.abs(np.asarray(magnitude, dtype=np.float64))
+    z = np.asarray(coefficients_or_signal)
+    x = fast_istft(z, rep) if (np.iscomplexobj(z) or z.ndim == 2) else z.astype(np.float64)
+    got = np.abs(fast_stft(x, rep))
+    num = np.linalg.norm(got - target)
+    den = np.linalg.norm(target)
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    if num == 0:
+        return -float("inf")
+    return float(20.0 * np.log10(num / den))
+
+
+def warmup() -> None:
+    """Load (or compile, first time) the JIT kernels and build the window plans for both hops, so the first real
+    request is as fast as the rest. Takes ~0.3-1 s with a warm on-disk cache."""
+    from stylesynth.spectrogram import ENV
+
+    for rep in (HITS, ENV):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(rep.n_samples)
+        mag = np.abs(fast_stft(x, rep))
+        coef = pghi(mag, rep, refine=1)
+        fast_istft(coef, rep)
