@@ -85,10 +85,11 @@ class Engine:
 
     # -- life cycle --------------------------------------------------------------------------------------------
 
-    def start(self, timeout: float | None = None) -> None:
+    def start(self, timeout: float | None = None, synth=None) -> None:
         """Start the worker and load ``state.model``; raises the loader's exception if that first load fails
-        (a server without a model has nothing to play). ``timeout`` bounds the wait for the first clip."""
-        self._synth = self.loader(self._state.model)
+        (a server without a model has nothing to play). ``timeout``: wait up to this long for the first clip;
+        ``synth``: an already loaded renderer for ``state.model``."""
+        self._synth = synth if synth is not None else self.loader(self._state.model)
         self._state = self._fit_to_model(self._state)[0]
         self._running = True
         self._thread = threading.Thread(target=self._work, name="engine-worker", daemon=True)

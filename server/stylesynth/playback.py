@@ -376,51 +376,52 @@ class HeadlessOutput:
 
 
 class SoundDeviceOutput:
-    """Plays a :class:`Player` through PortAudio (sounddevice).
+    """Plays a :class:`Player` through PortAudio (sounddevice); creates the player at the device's rate.
 
     Parameters
     ----------
-    player : Player
-        The mixer to run in the callback.
     device : int or str or None
-        PortAudio device (index or name substring); ``None`` for the default, or JACK's when JACK runs.
+        PortAudio device (index or name substring); ``None``: JACK's when a JACK server runs, else the default.
     block_size : int
         Frames per callback (0 lets PortAudio choose; JACK imposes its own period).
+    sample_rate : int or None
+        ``None``: the device's own rate (JACK's rate under JACK, which cannot be changed by a client).
     jack_name : str
-        JACK client name.
+        JACK client name (``stylesynth``).
     connect : bool
-        Under JACK, connect our outputs to ``system:playback_*`` (PortAudio does that by default; without it we
-        stay unconnected and a patchbay decides).
+        Under JACK, connect our outputs to ``system:playback_*`` once the stream runs; without it they are left
+        unconnected (PortAudio's own automatic connections are undone) for a patchbay to decide.
+    channels : int
+        Output channels (the mono mix is copied to each).
     """
 
     kind = "sounddevice"
 
-    def __init__(self, player: Player, device=None, block_size: int = 256, jack_name: str = "stylesynth",
-                 connect: bool = False):
+    def __init__(self, device=None, block_size: int = 256, sample_rate: int | None = None,
+                 jack_name: str = "stylesynth", connect: bool = False, channels: int = 2):
         import sounddevice as sd
 
-        self.player = player
         self.sd = sd
         self.jack = False
         if jack_running():
             set_jack_client_name(jack_name)
-            # PortAudio scans host APIs once; re-scan so a JACK server started before us is seen.
+            # PortAudio scans host APIs once; re-scan so a JACK server started after import is seen.
             sd._terminate()
             sd._initialize()
             if device is None:
                 device = _jack_device(sd)
-            self.jack = device is not None and "JACK" in sd.query_hostapis(
-                sd.query_devices(device)["hostapi"])["name"]
         info = sd.query_devices(device, "output")
+        self.jack = "JACK" in sd.query_hostapis(info["hostapi"])["name"]
         self.device_name = info["name"]
-        extra = None
-        self.connect = connect and self.jack
+        rate = int(sample_rate or info["default_samplerate"])
+        channels = max(1, min(channels, int(info["max_output_channels"])))
+        self.player = Player(sample_rate=rate, channels=channels)
+        self.connect = connect
         self.jack_name = jack_name
-        self.stream = sd.OutputStream(samplerate=player.sample_rate, channels=player.channels, dtype="float32",
-                                      device=device, blocksize=block_size, callback=self._callback,
-                                      latency="low", extra_settings=extra)
-        self.description = (f"{'JACK client ' + jack_name if self.jack else 'PortAudio device'} "
-                            f"'{self.device_name}' at {player.sample_rate} Hz")
+        self.stream = sd.OutputStream(samplerate=rate, channels=channels, dtype="float32", device=device,
+                                      blocksize=block_size, callback=self._callback, latency="low")
+        self.description = (f"{'JACK client ' + repr(jack_name) if self.jack else 'PortAudio device'} "
+                            f"'{self.device_name}' at {rate} Hz, block {block_size}")
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status.output_underflow or status.output_overflow:
@@ -433,6 +434,36 @@ class SoundDeviceOutput:
 
     def start(self) -> None:
         self.stream.start()
+        if self.jack:
+            self._patch(connect=self.connect)
+
+    def _patch(self, connect: bool) -> None:
+        """Under JACK: connect our outputs to the physical playback ports (``--connect``), or undo PortAudio's
+        automatic connections so that a patchbay (or the user) decides."""
+        try:
+            import jack
+        except ImportError:
+            log.warning("JACK-Client is missing: left %s's ports as PortAudio connected them", self.jack_name)
+            return
+        client = jack.Client(f"{self.jack_name}-patch", no_start_server=True)
+        try:
+            ours = client.get_ports(f"{self.jack_name}:", is_audio=True, is_output=True)
+            if connect:
+                system = client.get_ports(is_audio=True, is_input=True, is_physical=True)
+                for src, dst in zip(ours, system):
+                    if dst not in client.get_all_connections(src):
+                        client.connect(src, dst)
+                log.info("JACK: connected %s to %s", [p.name for p in ours], [p.name for p in system[:len(ours)]])
+            else:
+                for src in ours:
+                    for dst in client.get_all_connections(src):
+                        client.disconnect(src, dst)
+                log.info("JACK: %s left unconnected (use --connect to connect to system playback)",
+                         [p.name for p in ours])
+        except jack.JackError as exc:
+            log.warning("JACK: could not patch %s (%s)", self.jack_name, exc)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         try:
@@ -450,22 +481,30 @@ def _jack_device(sd):
     return None
 
 
-def open_output(player: Player, device=None, no_audio: bool = False, block_size: int = 256,
-                connect: bool = False):
-    """The best output available: the requested device, else JACK if running, else the default sound card,
-    else headless -- logged in one line saying which and, for headless, why."""
+def open_output(device=None, no_audio: bool = False, block_size: int = 256, connect: bool = False,
+                sample_rate: int | None = None, channels: int = 2):
+    """The best output available, with its :class:`Player` (``output.player``): the requested device, else JACK
+    if a JACK server runs, else the default sound card, else headless -- logged in one line saying which and, for
+    headless, why. A device asked for by name that cannot be opened is an error, not a silent fallback."""
     if no_audio:
-        log.info("audio output: headless (--no-audio); clips go to OSC clients as wav files")
-        return HeadlessOutput(player)
+        log.info("audio output: headless (--no-audio); clips still go to OSC clients as wav files")
+        return HeadlessOutput(Player(sample_rate or 48000, channels))
     try:
-        output = SoundDeviceOutput(player, device=device, block_size=block_size, connect=connect)
-    except Exception as exc:  # no PortAudio, no device, device busy: all mean "run without sound"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        output = SoundDeviceOutput(device=device, block_size=block_size, sample_rate=sample_rate,
+                                   connect=connect, channels=channels)
+    except Exception as exc:  # no PortAudio, no device, device busy
+        if device is not None:
+            raise RuntimeError(f"audio device {device!r} cannot be opened: {_first_line(exc)}") from None
         log.warning("audio output: headless -- no sound card or JACK server usable (%s); still serving OSC and "
-                    "writing wavs for clients", reason)
-        return HeadlessOutput(player)
+                    "writing wavs for clients", _first_line(exc))
+        return HeadlessOutput(Player(sample_rate or 48000, channels))
     log.info("audio output: %s", output.description)
     return output
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ClockedOutput:
