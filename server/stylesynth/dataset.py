@@ -13,6 +13,7 @@ generator version), never on the number of workers. A held-out split is simply a
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -61,13 +62,21 @@ def _render_task(task: tuple[str, int, int]) -> tuple[np.ndarray, dict]:
 def _limit_threads() -> None:
     """Each worker is one core's worth of work: a multi-threaded BLAS in every worker would only fight over cores.
 
-    Limits this process for good (a pool worker lives only for one ``make``; in-process, a caller that wanted more
-    BLAS threads afterwards can raise them again with threadpoolctl)."""
+    Limits the worker process for good: it lives only for one ``make``."""
     try:
         import threadpoolctl
         threadpoolctl.threadpool_limits(1)
     except ImportError:  # spawned workers already got OMP/OPENBLAS/MKL_NUM_THREADS=1 from the parent
         pass
+
+
+def _single_thread_blas():
+    """Context limiting BLAS/OpenMP to one thread while rendering in-process, restored afterwards."""
+    try:
+        import threadpoolctl
+        return threadpoolctl.threadpool_limits(1)
+    except ImportError:
+        return contextlib.nullcontext()
 
 
 def _check_args(model: str, n: int, shard_size: int, workers: int) -> None:
@@ -89,7 +98,8 @@ def _prepare_out_dir(out_dir: Path) -> None:
         clash = [p.name for p in out_dir.iterdir()
                  if p.name in (META_FILE, LABELS_FILE) or p.name.startswith("shard-")]
         if clash:
-            raise FileExistsError(f"{out_dir} already holds a dataset ({', '.join(sorted(clash)[:3])}); "
+            what = "a dataset" if META_FILE in clash else "an unfinished dataset (no dataset.json)"
+            raise FileExistsError(f"{out_dir} already holds {what}: {', '.join(sorted(clash)[:3])}; "
                                   f"choose another folder or delete it first")
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -146,6 +156,7 @@ def make(model: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers:
     class_counts: dict[str, int] = {}
     bar = tqdm(total=n, desc=f"data make {model}", unit="clip", disable=not progress, smoothing=0.1)
     pool = None
+    stack = contextlib.ExitStack()
     try:
         if workers > 1:
             # spawn, not fork: the parent may hold threads (tqdm's monitor, torch) that fork would copy mid-lock.
@@ -161,7 +172,8 @@ def make(model: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers:
                         os.environ[k] = v
             results = pool.imap(_render_task, tasks, chunksize=4)
         else:
-            _limit_threads()   # one core's work; a 2-thread BLAS measured slower (17 -> 60 ms per encode) here
+            # One core's work; a 2-thread BLAS measured slower here (17 -> 60 ms per encode on a busy machine).
+            stack.enter_context(_single_thread_blas())
             results = map(_render_task, tasks)
         with open(out_dir / LABELS_FILE, "w", encoding="utf-8") as labels:
             for spec, label in results:
@@ -175,6 +187,7 @@ def make(model: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers:
             if buffer:
                 shards.append(_write_shard(out_dir / SHARD_PATTERN.format(len(shards)), buffer))
     finally:
+        stack.close()
         bar.close()
         if pool is not None:
             pool.terminate()
