@@ -436,7 +436,7 @@ class MidiInput:
         -------
         Control
             The new entry (full range, linear; channel, controller, relative/toggle mode as detected). It replaces
-            earlier entries for the same target or the same controller.
+            earlier entries for the same target, the same controller or a CC it needs (logged).
 
         Raises
         ------
@@ -468,10 +468,11 @@ class MidiInput:
         if control is None:
             raise LearnTimeout(f"MIDI learn for {param_name}: only NRPN/RPN selections arrived, no value")
         with self._lock:
-            self._mapping = self._mapping.with_control(control)
+            self._mapping, replaced = self._mapping.with_control(control)
             self._memory.clear()
-        log.info("MIDI learn: %s (%s%s)", control.label(), control.mode,
-                 "" if control.is_action else f", range {control.range[0]:g}..{control.range[1]:g}")
+        log.info("MIDI learn: %s (%s%s)%s", control.label(), control.mode,
+                 "" if control.is_action else f", range {control.range[0]:g}..{control.range[1]:g}",
+                 "; replaces " + "; ".join(c.label() for c in replaced) if replaced else "")
         if save_to is not None:
             self.save_mapping(save_to)
         return control

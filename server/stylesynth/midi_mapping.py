@@ -198,13 +198,24 @@ class Mapping:
         """MSB numbers (0-31) declared as 14-bit pairs: their LSB CC (n + 32) is not a 7-bit control."""
         return frozenset(c.number for c in self.controls if c.kind == "cc14")
 
-    def with_control(self, control: Control) -> "Mapping":
-        """A copy where ``control`` replaces any control on the same target or on the same controller."""
+    def with_control(self, control: Control) -> tuple["Mapping", list[Control]]:
+        """A copy with ``control`` added, and the controls it replaced: those on the same target, on the same
+        controller, or on a CC the new one needs (an NRPN needs CC 6/38; a 14-bit pair both of its CCs; a 7-bit
+        CC inside a 14-bit pair breaks that pair)."""
         def clashes(c: Control) -> bool:
-            same_source = (c.kind, c.number, c.channel) == (control.kind, control.number, control.channel)
-            return c.target == control.target or same_source
+            if c.target == control.target:
+                return True
+            if (c.kind, c.number, c.channel) == (control.kind, control.number, control.channel):
+                return True
+            if control.kind == "nrpn" and c.kind == "cc" and c.number in (CC_DATA_MSB, CC_DATA_LSB):
+                return True
+            if control.kind == "cc" and control.number in (CC_DATA_MSB, CC_DATA_LSB) and c.kind == "nrpn":
+                return True
+            pair_of = lambda x, y: x.kind == "cc14" and y.kind == "cc" and y.number in (x.number, x.number + 32)
+            return pair_of(control, c) or pair_of(c, control)
+        replaced = [c for c in self.controls if clashes(c)]
         kept = tuple(c for c in self.controls if not clashes(c))
-        return replace(self, controls=kept + (control,))
+        return replace(self, controls=kept + (control,)), replaced
 
 
 def default_range(param: P.Param) -> tuple[float, float]:
@@ -504,6 +515,8 @@ class _Lines:
     def of(self, table: str, index: int = 0, key: str | None = None) -> int | None:
         if key is not None and (table, index, key) in self.keys:
             return self.keys[(table, index, key)]
+        if key is not None and not table and (key, 0) in self.tables:   # a top-level table: its header
+            return self.tables[(key, 0)]
         return self.tables.get((table, index))
 
 
