@@ -32,6 +32,10 @@ SPEC_KEY = "spec"
 FORMAT_VERSION = 1
 
 
+#: Generator versions whose datasets must not be used, and why.
+BROKEN_VERSIONS = {"1": "which stored every spectrogram transposed (time and frequency swapped)"}
+
+
 class DatasetError(ValueError):
     """A dataset folder that cannot be used as it is: missing, unfinished, corrupt or inconsistent."""
 
@@ -51,7 +55,7 @@ def render_spec(model: str, seed: int, index: int) -> tuple[np.ndarray, dict]:
     rng = np.random.default_rng([int(seed), int(index)])
     audio, label = procedural.make_clip(model, rng)
     rep = procedural.REPRESENTATIONS[model]
-    spec = spectrogram.encode(audio, rep).astype(np.float16)
+    spec = np.ascontiguousarray(spectrogram.encode(audio, rep), dtype=np.float16)
     return spec, label
 
 
@@ -107,7 +111,9 @@ def _prepare_out_dir(out_dir: Path) -> None:
 def _write_shard(path: Path, specs: list[np.ndarray]) -> dict:
     from safetensors.numpy import save_file
 
-    save_file({SPEC_KEY: np.stack(specs)}, str(path))
+    # ascontiguousarray: safetensors.numpy writes an array's raw buffer as if it were C-ordered, and encode()'s
+    # output is a transposed (Fortran-ordered) view, so without it every spectrogram lands transposed on disk.
+    save_file({SPEC_KEY: np.ascontiguousarray(np.stack(specs))}, str(path))
     return {"file": path.name, "count": len(specs), "sha256": _sha256(path)}
 
 
@@ -241,6 +247,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     missing = [k for k in ("model", "n", "representation", "shape", "shards") if k not in meta]
     if missing:
         raise DatasetError(f"{meta_path}: missing field(s) {', '.join(missing)}")
+    if str(meta.get("generator_version")) in BROKEN_VERSIONS:
+        raise DatasetError(f"{path}: made by generator v{meta['generator_version']}, "
+                           f"{BROKEN_VERSIONS[str(meta['generator_version'])]}; remake it with 'stylesynth data make'")
     return meta
 
 
