@@ -118,6 +118,7 @@ def test_existing_dataset_is_not_overwritten(small):
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": "speech"}, "model must be one of"), ({"n": 0}, "n must be at least 1"),
     ({"workers": 0}, "workers must be at least 1"), ({"shard_size": 0}, "shard_size"),
+    ({"seed": -1}, "seed must be >= 0"),
 ])
 def test_make_refuses_bad_arguments(tmp_path, kwargs, message):
     args = {"model": "hits", "n": 2, "out_dir": tmp_path / "x", **kwargs}

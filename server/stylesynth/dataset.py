@@ -83,11 +83,13 @@ def _single_thread_blas():
         return contextlib.nullcontext()
 
 
-def _check_args(model: str, n: int, shard_size: int, workers: int) -> None:
+def _check_args(model: str, n: int, seed: int, shard_size: int, workers: int) -> None:
     if model not in procedural.MIXES:
         raise ValueError(f"model must be one of {', '.join(sorted(procedural.MIXES))}, got {model!r}")
     if int(n) < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if int(shard_size) < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     if int(workers) < 1:
@@ -152,7 +154,7 @@ def make(model: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers:
     """
     from tqdm import tqdm
 
-    _check_args(model, n, shard_size, workers)
+    _check_args(model, n, seed, shard_size, workers)
     n, seed, workers, shard_size = int(n), int(seed), int(workers), int(shard_size)
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)

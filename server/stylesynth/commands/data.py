@@ -30,7 +30,8 @@ def _seed(text: str) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="make procedural training data and example sets",
-                                   description=__doc__)
+                                   description="Make procedural training datasets, write example sets to listen "
+                                               "to and look at, summarise a dataset.")
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
