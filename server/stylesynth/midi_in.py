@@ -68,10 +68,16 @@ def jack_server_running() -> bool:
         import jack
     except OSError:       # JACK-Client raises OSError when libjack is not installed
         return False
+    quiet = lambda message: None   # noqa: E731 -- libjack would print "Cannot connect to server socket" lines
+    jack.set_error_function(quiet)
+    jack.set_info_function(quiet)
     try:
         client = jack.Client("stylesynth-probe", no_start_server=True)
     except jack.JackError:
         return False
+    finally:
+        jack.set_error_function(None)
+        jack.set_info_function(None)
     client.close()
     return True
 
