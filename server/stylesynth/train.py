@@ -24,7 +24,6 @@ an all-reduce (gloo on CPU, nccl on GPU) before each optimizer step; rank 0 writ
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylesynth import checkpoint, features
+from stylesynth import checkpoint, features, plots
 from stylesynth.model import Discriminator, Generator, ModelConfig, cpu_config, tiny_config
 from stylesynth.spectrogram import ENV, HITS, Representation
 
@@ -245,26 +244,6 @@ def evaluate(G_ema: Generator, real_features: np.ndarray, rep: Representation, n
     return figures
 
 
-def save_grid(specs: torch.Tensor, path: Path, title: str = "") -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(specs)
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.6), squeeze=False)
-    for ax, s in zip(axes.flat, specs):
-        ax.imshow(s.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------------------------
@@ -413,9 +392,10 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             log("eval " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()))
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps({"eval": figures, "time": now}) + "\n")
-            save_grid(generate(G_ema, 16, fixed_z_seed),
-                      run_dir / "samples" / f"kimg{state['nimg'] // 1000:05d}.png",
-                      f"{tc.model} EMA generator, {state['nimg'] / 1000:.1f} kimg, FD {figures['fd']:.2f}")
+            plots.spectrogram_grid(generate(G_ema, 16, fixed_z_seed).numpy(), rep,
+                                   run_dir / "samples" / f"kimg{state['nimg'] // 1000:05d}.png", cols=8,
+                                   suptitle=f"{tc.model} EMA generator, {state['nimg'] / 1000:.1f} kimg, "
+                                            f"FD {figures['fd']:.2f}")
             if state["best_fd"] is None or figures["fd"] < state["best_fd"]:
                 state["best_fd"] = figures["fd"]
                 export(run_dir / "best", figures)

@@ -1,0 +1,128 @@
+"""The render chain for one model: control state -> latent w -> spectrogram -> waveform.
+
+:class:`Synthesizer` ties a trained generator (:mod:`stylesynth.checkpoint`) to its semantic controls
+(:mod:`stylesynth.controls`, when the checkpoint ships them) and to phase reconstruction and loudness
+(:mod:`stylesynth.waveform`). The server's engine, ``stylesynth render`` and the benchmarks all render through it,
+so a state sounds the same wherever it is played.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stylesynth import checkpoint
+from stylesynth.state import ControlState
+
+
+@dataclass
+class Clip:
+    """One rendered clip: ``audio`` float32 mono at ``sample_rate``, loudness-normalised; ``spec`` the generator's
+    (256, frames) output in [-1, 1]; ``timings`` in ms per stage."""
+
+    audio: np.ndarray
+    spec: np.ndarray
+    sample_rate: int
+    timings: dict = field(default_factory=dict)
+
+
+class Synthesizer:
+    """A loaded model ready to render control states.
+
+    Parameters
+    ----------
+    generator : stylesynth.model.Generator
+        In eval mode, on ``device``.
+    meta : dict
+        The checkpoint's ``model.json`` (as returned by :func:`stylesynth.checkpoint.load_generator`).
+    controls : stylesynth.controls.bundle.ControlBundle or None
+        Directions, prototypes, start points and SeFa vectors; without them only ``seed`` and ``truncation`` act.
+    device : str
+        Where the generator runs. PGHI and loudness always run on the CPU.
+    refine : int
+        Fast Griffin-Lim iterations after PGHI (0: PGHI alone, the fastest).
+    lufs : float
+        Loudness target of every clip.
+    """
+
+    def __init__(self, generator, meta: dict, controls=None, device: str = "cpu", refine: int = 0,
+                 lufs: float = -14.0):
+        self.generator = generator
+        self.meta = meta
+        self.controls = controls
+        self.device = device
+        self.refine = refine
+        self.lufs = lufs
+        self.name = str(meta.get("name", "model"))
+        self.rep = meta["representation_obj"]
+        self.sample_rate = self.rep.sample_rate
+
+    @classmethod
+    def load(cls, model: str = "hits", device: str = "cpu", **kwargs) -> "Synthesizer":
+        """Load a shipped model by name (``hits``, ``env``) or a checkpoint folder; :class:`checkpoint.ModelError`
+        with a precise message if it is missing, corrupt or its controls do not match it."""
+        generator, meta = checkpoint.load_generator(model, device)
+        controls = None
+        try:
+            from stylesynth.controls import bundle
+        except ImportError:       # controls package not installed in this build
+            bundle = None
+        if bundle is not None:
+            try:
+                controls = bundle.load_controls(meta["path"], generator)
+            except (ValueError, OSError) as exc:
+                raise checkpoint.ModelError(str(exc)) from None
+        return cls(generator, meta, controls, device, **kwargs)
+
+    @property
+    def prototypes(self) -> list[str]:
+        return list(self.controls.prototypes) if self.controls is not None else []
+
+    @property
+    def start_points(self) -> list[str]:
+        return list(self.controls.start_points) if self.controls is not None else []
+
+    def latent(self, state: ControlState) -> torch.Tensor:
+        """The W+ latent (1, num_ws, w_dim) for ``state``: deterministic, on the generator's device."""
+        if self.controls is not None:
+            from stylesynth.controls.latent import state_to_w
+            return state_to_w(state, self.generator, self.controls)
+        if state.start or state.prototype not in ("", "none"):
+            raise ValueError(f"model {self.name!r} ships no semantic controls: start points and prototypes are "
+                             "unavailable (run 'stylesynth controls build')")
+        return seed_latent(self.generator, state.seed, state.truncation)
+
+    @torch.no_grad()
+    def spectrogram(self, w: torch.Tensor) -> np.ndarray:
+        """W+ or w -> the generator's spectrogram (rows, frames) in [-1, 1], fixed noise."""
+        return self.generator.synthesize(w.to(self.device), noise="const")[0].float().cpu().numpy()
+
+    def render(self, state: ControlState) -> Clip:
+        """Render ``state`` to audio. Same state, same samples, bit for bit."""
+        from stylesynth import loudness, spectrogram, waveform
+
+        t0 = time.perf_counter()
+        w = self.latent(state)
+        t1 = time.perf_counter()
+        spec = self.spectrogram(w)
+        t2 = time.perf_counter()
+        audio = waveform.magnitude_to_audio(spectrogram.decode(spec, self.rep), self.rep, refine=self.refine)
+        t3 = time.perf_counter()
+        audio = loudness.normalize(audio, self.sample_rate, target_lufs=self.lufs)
+        t4 = time.perf_counter()
+        return Clip(audio=audio, spec=spec, sample_rate=self.sample_rate,
+                    timings={"latent": (t1 - t0) * 1e3, "generator": (t2 - t1) * 1e3, "pghi": (t3 - t2) * 1e3,
+                             "loudness": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3})
+
+
+def seed_latent(generator, seed: int, truncation: float = 1.0) -> torch.Tensor:
+    """The W+ latent of a seed: z ~ N(0, I) from ``torch.Generator().manual_seed(seed)``, mapped, truncated."""
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    z = torch.randn((1, generator.cfg.z_dim), generator=torch.Generator().manual_seed(int(seed)))
+    device = generator.w_avg.device
+    with torch.no_grad():
+        w = generator.map(z.to(device), truncation=float(truncation))
+    return w.unsqueeze(1).expand(-1, generator.num_ws, -1)
