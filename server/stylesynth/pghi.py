@@ -81,11 +81,70 @@ def _push(i, b, head, nxt, group, top):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover - compiled
+def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M):  # pragma: no cover
+    """Pop the strongest waiting coefficient, give its waiting 4-neighbours a phase by the trapezoid rule, push
+    them; until the queue is empty. Everything reached is labelled region ``r``."""
+    nominal_step = 2.0 * np.pi * a / M
+    last = (n_frames - 1) * n_bins
+    while True:
+        while top >= 0 and head[top] == -1:
+            if group[top >> 6] == 0:
+                top = ((top >> 6) << 6) - 1
+            else:
+                top -= 1
+        if top < 0:
+            break
+        i = head[top]
+        head[top] = nxt[i]
+        group[top >> 6] -= 1
+        m = i % n_bins
+        p = phase[i]
+        dti = dt[i]
+        dfi = df[i]
+        nominal = nominal_step * m
+        # next frame (circular)
+        j = i + n_bins if i < last else i - last
+        bj = state[j]
+        if bj >= 0:
+            phase[j] = p + nominal + 0.5 * (dti + dt[j])
+            state[j] = -2
+            region[j] = r
+            top = _push(j, bj, head, nxt, group, top)
+        # previous frame (circular)
+        j = i - n_bins if i >= n_bins else i + last
+        bj = state[j]
+        if bj >= 0:
+            phase[j] = p - nominal - 0.5 * (dti + dt[j])
+            state[j] = -2
+            region[j] = r
+            top = _push(j, bj, head, nxt, group, top)
+        # next bin
+        if m + 1 < n_bins:
+            j = i + 1
+            bj = state[j]
+            if bj >= 0:
+                phase[j] = p + 0.5 * (dfi + df[j])
+                state[j] = -2
+                region[j] = r
+                top = _push(j, bj, head, nxt, group, top)
+        # previous bin
+        if m > 0:
+            j = i - 1
+            bj = state[j]
+            if bj >= 0:
+                phase[j] = p - 0.5 * (dfi + df[j])
+                state[j] = -2
+                region[j] = r
+                top = _push(j, bj, head, nxt, group, top)
+
+
+@njit(cache=True, nogil=True)
+def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: no cover - compiled
     """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
 
     ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous; ``s`` its natural log (any finite value where
-    ``mag`` is 0). Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1), wrapped to [-pi, pi].
+    ``mag`` is 0). ``known`` is either (F, M/2+1) phases with NaN where unknown (anchored PGHI: known phases are kept
+    and integration starts from all of them at once) or any other shape for none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1), wrapped to [-pi, pi].
     """
     n_frames, n_bins = mag.shape
     n_coef = n_frames * n_bins
@@ -100,6 +159,11 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover
     if not mmax > 0.0:
         for i in range(n_coef):
             phase[i] = np.random.uniform(-np.pi, np.pi)
+        if known.shape[0] == n_frames and known.shape[1] == n_bins:
+            known1 = known.ravel()
+            for i in range(n_coef):
+                if not np.isnan(known1[i]):
+                    phase[i] = known1[i]
         return phase.reshape((n_frames, n_bins)), 0
     thr = tol * mmax
 
@@ -169,9 +233,23 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover
     group = np.zeros(n_buckets // 64 + 1, dtype=np.int32)
     nxt = np.empty(n_coef, dtype=np.int32)
     region = np.full(n_coef, -1, dtype=np.int32)
-    nominal_step = 2.0 * np.pi * a / M
-    last = (n_frames - 1) * n_bins
     n_regions = 0
+    anchored = False
+    if known.shape[0] == n_frames and known.shape[1] == n_bins:
+        # anchored: every known coefficient keeps its phase; the significant ones seed region 0 together
+        known1 = known.ravel()
+        top = -1
+        for i in range(n_coef):
+            if not np.isnan(known1[i]):
+                phase[i] = known1[i]
+                region[i] = 0
+                if state[i] >= 0:
+                    top = _push(i, state[i], head, nxt, group, top)
+                state[i] = -2
+                anchored = True
+        if anchored:
+            n_regions = 1
+            _grow(top, 0, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
     for k in range(n_cand):
         i0 = cand[k]
         if state[i0] < 0:
@@ -181,56 +259,7 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover
         top = _push(i0, state[i0], head, nxt, group, -1)
         state[i0] = -2
         region[i0] = r
-        while True:
-            while top >= 0 and head[top] == -1:
-                if group[top >> 6] == 0:
-                    top = ((top >> 6) << 6) - 1
-                else:
-                    top -= 1
-            if top < 0:
-                break
-            i = head[top]
-            head[top] = nxt[i]
-            group[top >> 6] -= 1
-            m = i % n_bins
-            p = phase[i]
-            dti = dt[i]
-            dfi = df[i]
-            nominal = nominal_step * m
-            # next frame (circular)
-            j = i + n_bins if i < last else i - last
-            bj = state[j]
-            if bj >= 0:
-                phase[j] = p + nominal + 0.5 * (dti + dt[j])
-                state[j] = -2
-                region[j] = r
-                top = _push(j, bj, head, nxt, group, top)
-            # previous frame (circular)
-            j = i - n_bins if i >= n_bins else i + last
-            bj = state[j]
-            if bj >= 0:
-                phase[j] = p - nominal - 0.5 * (dti + dt[j])
-                state[j] = -2
-                region[j] = r
-                top = _push(j, bj, head, nxt, group, top)
-            # next bin
-            if m + 1 < n_bins:
-                j = i + 1
-                bj = state[j]
-                if bj >= 0:
-                    phase[j] = p + 0.5 * (dfi + df[j])
-                    state[j] = -2
-                    region[j] = r
-                    top = _push(j, bj, head, nxt, group, top)
-            # previous bin
-            if m > 0:
-                j = i - 1
-                bj = state[j]
-                if bj >= 0:
-                    phase[j] = p - 0.5 * (dfi + df[j])
-                    state[j] = -2
-                    region[j] = r
-                    top = _push(j, bj, head, nxt, group, top)
+        _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
 
     # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible
     acc_re = np.zeros(n_regions)
@@ -243,7 +272,7 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets):  # pragma: no cover
                 acc_re[r] += w * math.cos(2.0 * phase[i])
                 acc_im[r] += w * math.sin(2.0 * phase[i])
     rot = np.zeros(n_regions)
-    for r in range(n_regions):
+    for r in range(1 if anchored else 0, n_regions):
         if acc_re[r] != 0.0 or acc_im[r] != 0.0:
             rot[r] = -0.5 * math.atan2(acc_im[r], acc_re[r])
 
@@ -276,11 +305,23 @@ def _polar(mag_t: np.ndarray, phase_t: np.ndarray) -> np.ndarray:
     return out.T
 
 
-def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+_NO_KNOWN = np.empty((0, 0))
+
+
+def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
+               known_phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """PGHI of a (bins, F) magnitude -> (phase_t, mag_t), both frame-major (F, bins)."""
     mag_t = _transpose(mag)
+    known = _NO_KNOWN
+    if known_phase is not None:
+        known = np.asarray(known_phase, dtype=np.float64)
+        if known.shape != mag.shape:
+            raise ValueError(f"known_phase must have the magnitude's shape {mag.shape}, got {known.shape}")
+        if np.isinf(known).any():
+            raise ValueError("known_phase must be finite where known (NaN marks unknown)")
+        known = _transpose(np.ascontiguousarray(known))
     phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t), float(rep.hop), float(rep.channels),
-                              float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS)
+                              float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known)
     return phase_t, mag_t
 
 
@@ -425,10 +466,11 @@ def _check_magnitude(magnitude: np.ndarray, rep: Representation, batched: bool) 
 
 
 def pghi_phase(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL,
-               seed: int = 0) -> np.ndarray:
-    """The PGHI phase alone (float64, same shape as ``magnitude``), without refinement. See :func:`pghi`."""
+               seed: int = 0, known_phase: np.ndarray | None = None) -> np.ndarray:
+    """The PGHI phase alone (float64 in [-pi, pi], same shape as ``magnitude``), without refinement. See
+    :func:`pghi`."""
     mag = _check_magnitude(magnitude, rep, batched=False)
-    return np.ascontiguousarray(_integrate(mag, rep, tol, seed)[0].T)
+    return np.ascontiguousarray(_integrate(mag, rep, tol, seed, known_phase)[0].T)
 
 
 def _fgla_t(mag_t: np.ndarray, c_t: np.ndarray, rep: Representation, iterations: int,
@@ -466,7 +508,7 @@ def refine_fgla(magnitude: np.ndarray, coefficients: np.ndarray, rep: Representa
 
 
 def pghi(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL, refine: int = 0,
-         seed: int = 0) -> np.ndarray:
+         seed: int = 0, known_phase: np.ndarray | None = None) -> np.ndarray:
     """Complex Gabor coefficients with the given magnitude and a phase reconstructed by PGHI.
 
     Parameters
@@ -484,6 +526,10 @@ def pghi(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT
         convergence at ~1.5 ms per iteration (hop 128).
     seed : int
         Seed of the random phase given to sub-tolerance coefficients. Same input and seed -> identical output.
+    known_phase : np.ndarray, shape (257, frames), optional
+        Phases already known (NaN where unknown), e.g. the overlap with the previous tile of a long file. They are
+        kept, and integration starts from all of them at once, so the new phase continues theirs (the region they
+        seed is not rotated by the DC/Nyquist fix). Refinement, if any, may still move them slightly.
 
     Returns
     -------
@@ -502,7 +548,7 @@ def pghi(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT
     >>> y = istft(coef, HITS)                                  # doctest: +SKIP
     """
     mag = _check_magnitude(magnitude, rep, batched=False)
-    phase_t, mag_t = _integrate(mag, rep, tol, seed)
+    phase_t, mag_t = _integrate(mag, rep, tol, seed, known_phase)
     coef = _polar(mag_t, phase_t)
     if refine > 0:
         coef = _fgla_t(mag_t[None], coef.T[None], rep, refine, FGLA_MOMENTUM)[0].T
