@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small runs (under a minute)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    sizes = {"hits": 60, "env": 30} if args.quick else {"hits": 600, "env": 300}
+    sizes = {"hits": 300, "env": 150} if args.quick else {"hits": 2000, "env": 1000}
 
     rows = []
     for model in ("hits", "env"):
