@@ -29,9 +29,9 @@ import threading
 import time
 from typing import Callable
 
-from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing.osc_types import IMMEDIATELY, get_date
 
 from stylesynth import __version__
 from stylesynth import params as P
@@ -187,6 +187,11 @@ class OscServer:
     def handle_datagram(self, data: bytes, sender: Address) -> None:
         """Check, parse and apply (or schedule) one datagram."""
         self.received += 1
+        now = time.time()
+        # One token per datagram before any work, so garbage floods are limited (and not answered by floods of
+        # /error) just like valid ones; a bundle pays for its other messages once parsed.
+        if not self._take_tokens(sender, 1, now):
+            return
         if len(data) > MAX_DATAGRAM:
             self.dropped += 1
             self.error(sender, "", f"packet of more than {MAX_DATAGRAM} bytes refused")
@@ -201,8 +206,7 @@ class OscServer:
             self.dropped += 1
             self.error(sender, _peek_address(data), f"malformed OSC packet ({type(exc).__name__}: {exc})")
             return
-        now = time.time()
-        if not self._take_tokens(sender, len(timed), now):
+        if len(timed) > 1 and not self._take_tokens(sender, len(timed) - 1, now):
             return
         for due, message in timed:
             if due is not None and due > now + 0.0005:
@@ -219,28 +223,42 @@ class OscServer:
                 continue
             self.dispatch(message.address, list(message.params), sender)
 
-    def _parse(self, data: bytes):
-        """Yield ``(due time or None, OscMessage)``; raises on anything malformed."""
-        if OscBundle.dgram_is_bundle(data):
-            bundle = OscBundle(data)
-            items = list(self._walk(bundle, 1))
-            if len(items) > MAX_BUNDLE:
-                raise _Refused(f"bundle of {len(items)} messages refused: the limit is {MAX_BUNDLE}")
-            return items
+    def _parse(self, data: bytes) -> list:
+        """``[(due time or None, OscMessage), ...]``; raises :class:`_Refused` on anything malformed.
+
+        The structure is checked here, byte by byte, before python-osc decodes a message: python-osc is lenient
+        (a float tag with no bytes after it decodes as 0.0, an unknown tag is skipped with a warning), and a
+        control server must not act on a truncated packet.
+        """
+        items: list = []
+        self._collect(data, None, 1, items)
+        return items
+
+    def _collect(self, data: bytes, due, depth: int, items: list) -> None:
+        if data.startswith(b"#bundle\x00"):
+            if depth > MAX_DEPTH:
+                raise _Refused(f"bundles nested deeper than {MAX_DEPTH} refused")
+            if len(data) < 16:
+                raise _Refused("malformed OSC packet (bundle shorter than its header)")
+            stamp, _ = get_date(data, 8)
+            inner_due = None if stamp == IMMEDIATELY else float(stamp)
+            index = 16
+            while index < len(data):
+                if index + 4 > len(data):
+                    raise _Refused("malformed OSC packet (bundle element size cut short)")
+                size = int.from_bytes(data[index:index + 4], "big", signed=True)
+                index += 4
+                if size <= 0 or size % 4 or index + size > len(data):
+                    raise _Refused(f"malformed OSC packet (bundle element of size {size} does not fit)")
+                self._collect(data[index:index + size], inner_due, depth + 1, items)
+                index += size
+                if len(items) > MAX_BUNDLE:
+                    raise _Refused(f"bundle of more than {MAX_BUNDLE} messages refused")
+            return
         if not data.startswith(b"/"):
             raise _Refused("not an OSC message or bundle (must start with '/' or '#bundle')")
-        return [(None, OscMessage(data))]
-
-    def _walk(self, bundle: OscBundle, depth: int):
-        if depth > MAX_DEPTH:
-            raise _Refused(f"bundles nested deeper than {MAX_DEPTH} refused")
-        stamp = bundle.timestamp
-        due = None if not stamp else float(stamp)  # 0 = "immediately"
-        for content in bundle:
-            if isinstance(content, OscBundle):
-                yield from self._walk(content, depth + 1)
-            else:
-                yield due, content
+        check_message(data)
+        items.append((due, OscMessage(data)))
 
     def _take_tokens(self, sender: Address, n: int, now: float) -> bool:
         bucket = self._buckets.get(sender)
@@ -287,7 +305,7 @@ class OscServer:
             return self._query(address[len(P.PREFIX) + 3:], args, sender)
         handler = self._COMMANDS.get(address)
         if handler is None:
-            raise _Refused(f"unknown address (see /stylesynth/q/... or the docs for the address space)")
+            raise _Refused("unknown address (the address space is listed by OSCQuery and in the docs)")
         return handler(self, args, sender)
 
     def _set(self, param: P.Param, args: list, sender: Address) -> bool:
@@ -503,6 +521,59 @@ def _osc_kind(value) -> str:
 
 def _type_word(param: P.Param) -> str:
     return {P.FLOAT: "a number", P.INT: "a number", P.STRING: "a string", P.BOOL: "0/1 or T/F"}[param.type]
+
+
+_FIXED_SIZES = {"i": 4, "f": 4, "r": 4, "m": 4, "c": 4, "h": 8, "d": 8, "t": 8, "T": 0, "F": 0, "N": 0,
+                "I": 0, "[": 0, "]": 0}
+
+
+def _string_end(data: bytes, start: int, what: str) -> int:
+    """Index just past the null-terminated, 4-byte padded string at ``start``."""
+    end = data.find(b"\x00", start)
+    if end < 0:
+        raise _Refused(f"malformed OSC packet ({what} has no terminating null)")
+    return start + ((end - start) // 4 + 1) * 4
+
+
+def check_message(data: bytes) -> None:
+    """Raise :class:`_Refused` unless ``data`` is exactly one well-formed OSC message: padded address and type
+    tags, every argument present, no trailing bytes, only type tags python-osc decodes faithfully."""
+    index = _string_end(data, 0, "address")
+    if index > len(data):
+        raise _Refused("malformed OSC packet (address padding cut short)")
+    if index == len(data):
+        return  # no type tag string: no arguments (old OSC 1.0 senders)
+    if data[index:index + 1] != b",":
+        raise _Refused("malformed OSC packet (type tag string must start with ',')")
+    tag_end = data.find(b"\x00", index)
+    tags = data[index + 1:tag_end if tag_end >= 0 else len(data)]
+    index = _string_end(data, index, "type tag string")
+    depth = 0
+    for tag in tags.decode("latin-1"):
+        if tag in _FIXED_SIZES:
+            index += _FIXED_SIZES[tag]
+            depth += (tag == "[") - (tag == "]")
+            if depth < 0:
+                raise _Refused("malformed OSC packet (']' without '[')")
+        elif tag in "sS":
+            index = _string_end(data, index, "string argument")
+        elif tag == "b":
+            if index + 4 > len(data):
+                raise _Refused("malformed OSC packet (blob size cut short)")
+            size = int.from_bytes(data[index:index + 4], "big", signed=True)
+            if size < 0:
+                raise _Refused("malformed OSC packet (negative blob size)")
+            index += 4 + -(-size // 4) * 4
+        else:
+            raise _Refused(f"unsupported OSC type tag {tag!r}")
+        if index > len(data):
+            raise _Refused(f"malformed OSC packet (argument {tag!r} cut short)")
+    if depth != 0:
+        raise _Refused("malformed OSC packet ('[' without ']')")
+    if index != len(data):
+        raise _Refused(f"malformed OSC packet ({len(data) - index} bytes after the last argument)")
+    if "c" in tags.decode("latin-1") or "S" in tags.decode("latin-1") or "I" in tags.decode("latin-1"):
+        raise _Refused("unsupported OSC type tag (c, S or I)")
 
 
 def _peek_address(data: bytes) -> str:
