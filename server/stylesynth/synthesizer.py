@@ -89,9 +89,13 @@ class Synthesizer:
         if self.controls is not None:
             from stylesynth.controls.latent import state_to_w
             return state_to_w(state, self.generator, self.controls)
-        if state.start or state.prototype not in ("", "none"):
-            raise ValueError(f"model {self.name!r} ships no semantic controls: start points and prototypes are "
-                             "unavailable (run 'stylesynth controls build')")
+        moved = [n for n in ("brightness", "rate", "impact") if getattr(state, n)] + \
+            [f"sefa/{k}" for k, v in enumerate(state.sefa, 1) if v]
+        if state.start or state.prototype not in ("", "none") or state.query_run:
+            moved.append("start/prototype/query")
+        if moved:
+            raise ValueError(f"model {self.name!r} ships no semantic controls, so {', '.join(moved)} cannot act "
+                             "(build them with 'stylesynth controls build')")
         return seed_latent(self.generator, state.seed, state.truncation)
 
     @torch.no_grad()
