@@ -1,0 +1,315 @@
+"""The engine and the block mixer, in-process: real renders (the procedural ``gaver`` renderer), real mixing.
+
+The player is driven exactly as an audio callback drives it (``process`` on a preallocated block), so these tests
+check what reaches the speakers: crossfades without clicks, loop and one-shot modes, the voice pool, gain
+smoothing, panics, and latest-wins coalescing of control storms.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from stylesynth.engine import Engine
+from stylesynth.gaver_synth import GaverSynth
+from stylesynth.playback import CROSSFADE_SECONDS, Player, prepare_clip, resample_circular
+from stylesynth.state import DEFAULT, ControlError
+
+pytestmark = pytest.mark.timeout(60)
+BLOCK = 256
+RATE = 48000
+
+
+def run_blocks(player: Player, n_blocks: int) -> np.ndarray:
+    """Mono output of ``n_blocks`` callbacks."""
+    out = np.zeros((BLOCK, player.channels), dtype=np.float32)
+    chunks = []
+    for _ in range(n_blocks):
+        player.process(out)
+        assert np.array_equal(out[:, 0], out[:, -1])  # every channel gets the mix
+        chunks.append(out[:, 0].copy())
+    return np.concatenate(chunks)
+
+
+@pytest.fixture
+def engine():
+    eng = Engine(lambda name: GaverSynth(), Player(RATE, channels=2))
+    eng.start(timeout=10)
+    yield eng
+    eng.stop()
+
+
+def clip_for(state, seq=1) -> "PreparedClip":  # noqa: F821
+    synth = GaverSynth()
+    return prepare_clip(synth.render(state).audio, synth.sample_rate, RATE, seq)
+
+
+# -- resampling and preparation ---------------------------------------------------------------------------------
+
+def test_resample_circular_keeps_pitch_length_and_loop_point():
+    tone = np.sin(2 * np.pi * (2048 / 32768) * np.arange(32768)).astype(np.float32)  # whole periods: circular
+    up = resample_circular(tone, 16000, 48000)
+    assert len(up) == 3 * len(tone)
+    spectrum = np.abs(np.fft.rfft(up))
+    assert np.fft.rfftfreq(len(up), 1 / 48000)[spectrum.argmax()] == pytest.approx(1000, abs=1)
+    reference = np.sin(2 * np.pi * (2048 / 98304) * np.arange(98304))
+    error = np.abs(up - reference)
+    assert error.max() < 3e-3  # the filter's pass-band ripple
+    edges = np.concatenate([error[:2000], error[-2000:]])
+    assert edges.max() <= 1.2 * error[2000:-2000].max()  # and no transient at the loop point
+
+
+def test_prepare_clip_silences_non_finite_and_fades_one_shots():
+    audio = np.ones(1600, dtype=np.float32)
+    audio[10] = np.nan
+    prepared = prepare_clip(audio, 16000, 16000, seq=3)
+    assert np.isfinite(prepared.loop).all() and prepared.loop[10] == 0.0
+    assert prepared.oneshot[0] == 0.0 and prepared.oneshot[-1] < 0.05
+    assert not prepared.loop.flags.writeable
+
+
+# -- the mixer --------------------------------------------------------------------------------------------------
+
+def test_clip_swap_is_an_equal_power_crossfade_without_click():
+    player = Player(RATE, channels=1)
+    a = clip_for(DEFAULT, 1)
+    b = clip_for(DEFAULT.with_values({"brightness": 4.0, "seed": 3})[0], 2)
+    player.set_clip(a)
+    before = run_blocks(player, 40)
+    np.testing.assert_allclose(before, a.loop[:len(before)], atol=1e-6)
+    player.set_clip(b)
+    swap_at = len(before)
+    after = run_blocks(player, 40)
+    y = np.concatenate([before, after])
+    n = np.arange(swap_at, len(y))
+    xf = int(CROSSFADE_SECONDS * RATE)
+    theta = np.clip((n - swap_at) / xf, 0, 1) * np.pi / 2
+    expected = np.cos(theta) * a.loop[n % len(a.loop)] + np.sin(theta) * b.loop[n % len(b.loop)]
+    np.testing.assert_allclose(y[swap_at:], expected, atol=1e-5)  # same position, equal-power curve
+    jumps = np.abs(np.diff(np.concatenate([a.loop, b.loop])))
+    assert abs(y[swap_at] - y[swap_at - 1]) <= np.percentile(jumps, 99)
+    assert np.abs(np.diff(y[swap_at - 1:swap_at + xf + 1])).max() <= jumps.max()
+    assert player.swaps[-1][:2] == (2, swap_at)
+
+
+def test_a_clip_arriving_mid_fade_waits_for_it():
+    player = Player(RATE, channels=1)
+    clips = [clip_for(DEFAULT.with_value("seed", s)[0], s + 1) for s in range(3)]
+    player.set_clip(clips[0])
+    run_blocks(player, 4)
+    player.set_clip(clips[1])
+    run_blocks(player, 1)
+    player.set_clip(clips[2])  # arrives during the 20 ms fade to clips[1]
+    run_blocks(player, 1)
+    assert player.current_seq == 2
+    run_blocks(player, 5)
+    assert player.current_seq == 3
+
+
+def test_loop_off_fades_out_and_on_fades_back_in_time():
+    player = Player(RATE, channels=1)
+    clip = clip_for(DEFAULT)
+    player.set_clip(clip)
+    run_blocks(player, 10)
+    player.set_loop(False)
+    fade = run_blocks(player, 1)
+    assert np.abs(fade[-8:]).max() < np.abs(clip.loop).max() * 0.05  # ramped down within one block
+    assert np.abs(run_blocks(player, 20)).max() == 0.0
+    player.set_loop(True)
+    back = run_blocks(player, 2)
+    pos = 31 * BLOCK  # the loop's clock kept running while silent (10 + 1 + 20 blocks)
+    np.testing.assert_allclose(back[BLOCK:], clip.loop[pos + BLOCK:pos + 2 * BLOCK], atol=1e-6)
+
+
+def test_one_shot_plays_once_scaled_by_velocity():
+    player = Player(RATE, channels=1)
+    player.set_loop(False)
+    clip = clip_for(DEFAULT)
+    player.set_clip(clip)
+    run_blocks(player, 2)
+    player.trigger(0.5)
+    n_blocks = len(clip.oneshot) // BLOCK + 4
+    y = run_blocks(player, n_blocks)
+    np.testing.assert_allclose(y[:len(clip.oneshot)], 0.5 * clip.oneshot, atol=1e-6)
+    assert np.abs(y[len(clip.oneshot):]).max() == 0.0
+    assert player.active_voices == 0
+
+
+def test_voice_pool_is_fixed_and_steals_the_oldest_smoothly():
+    player = Player(RATE, channels=1, voices=4)
+    player.set_loop(False)
+    player.set_clip(clip_for(DEFAULT))
+    for _ in range(4):
+        player.trigger(1.0)
+    run_blocks(player, 1)
+    assert player.active_voices == 4
+    player.trigger(1.0)  # pool full: the oldest fades out over this block, the new voice starts next block
+    run_blocks(player, 2)
+    assert player.active_voices == 4
+    assert player.triggers_dropped == 0
+
+
+def test_trigger_before_any_clip_is_dropped_not_queued():
+    player = Player(RATE, channels=1)
+    player.trigger(1.0)
+    assert np.abs(run_blocks(player, 2)).max() == 0.0
+    assert player.triggers_dropped == 1
+
+
+def test_gain_is_ramped_across_a_block():
+    player = Player(RATE, channels=1)
+    dc = prepare_clip(np.full(16000, 0.5, dtype=np.float32), 16000, RATE, 1)
+    player.set_clip(dc)
+    run_blocks(player, 2)
+    player.set_gain_db(-20.0)
+    y = run_blocks(player, 2)
+    assert y[0] > 0.49 and y[BLOCK - 1] == pytest.approx(0.05, rel=1e-3)
+    assert np.abs(np.diff(y[:BLOCK])).max() < 0.01  # a ramp of 256 small steps, not one step of 0.45
+    assert y[BLOCK:] == pytest.approx(0.05, rel=1e-3)
+
+
+def test_panic_silences_within_a_block():
+    player = Player(RATE, channels=1)
+    player.set_clip(clip_for(DEFAULT))
+    for _ in range(3):
+        player.trigger(1.0)
+    run_blocks(player, 5)
+    player.panic()
+    run_blocks(player, 1)
+    assert np.abs(run_blocks(player, 10)).max() == 0.0
+    assert player.active_voices == 0
+
+
+# -- the engine -------------------------------------------------------------------------------------------------
+
+def test_engine_renders_the_state_and_plays_it(engine):
+    assert engine.regenerations == 1 and engine.player.current_seq == 0  # handed over, not yet picked up
+    y = run_blocks(engine.player, 400)  # a whole clip (98304 samples at 48 kHz) and a bit
+    assert np.sqrt(np.mean(y ** 2)) > 0.01
+    expected = clip_for(DEFAULT)
+    np.testing.assert_allclose(y, np.resize(expected.loop, len(y)), atol=1e-6)  # and it loops
+
+
+def test_storm_of_changes_is_coalesced_latest_wins(engine):
+    before = engine.regenerations
+    for i in range(200):
+        engine.set_param("brightness", (i % 100) / 25 - 2, source="test")
+    engine.set_param("brightness", 3.3)
+    assert engine.wait_idle(20)
+    done = engine.regenerations - before
+    assert 1 <= done < 100, done
+    assert engine.coalesced >= 201 - done - 1
+    run_blocks(engine.player, 10)  # the last clip is the one for the last value
+    expected = clip_for(DEFAULT.with_value("brightness", 3.3)[0])
+    np.testing.assert_allclose(engine.player._clip.loop, expected.loop, atol=1e-6)
+
+
+def test_callback_keeps_running_while_the_worker_renders(engine):
+    """The mixer is fed from another thread while the worker renders: no lock is shared, output keeps coming."""
+    stop = threading.Event()
+    blocks = []
+
+    def callback_thread():
+        out = np.zeros((BLOCK, 2), dtype=np.float32)
+        while not stop.is_set():
+            engine.player.process(out)
+            blocks.append(float(np.abs(out).max()))
+            time.sleep(BLOCK / RATE)
+
+    t = threading.Thread(target=callback_thread)
+    t.start()
+    try:
+        for i in range(30):
+            engine.set_param("seed", i)
+            time.sleep(0.005)
+        assert engine.wait_idle(20)
+    finally:
+        stop.set()
+        t.join()
+    assert len(blocks) > 20 and max(blocks) > 0
+
+
+def test_gain_and_loop_do_not_regenerate(engine):
+    before = engine.regenerations
+    assert engine.set_param("gain", -6.0) is None
+    engine.set_param("loop", False)
+    assert engine.wait_idle(5) and engine.regenerations == before
+
+
+def test_validation_goes_through_the_state(engine):
+    assert "clamped" in engine.set_param("rate", 9.0)
+    with pytest.raises(ControlError, match="finite"):
+        engine.set_param("rate", float("nan"))
+    with pytest.raises(ControlError, match="unknown parameter"):
+        engine.set_param("colour", 1.0)
+    with pytest.raises(ControlError, match="not one of model 'gaver'"):
+        engine.set_param("prototype", "Dog Bark")
+    with pytest.raises(ControlError):
+        engine.trigger(float("inf"))
+    assert "clamped" in engine.trigger(2.0)
+    assert engine.state.rate == 5.0
+
+
+def test_set_values_is_all_or_nothing(engine):
+    with pytest.raises(ControlError):
+        engine.set_values({"brightness": 1.0, "rate": float("nan")})
+    assert engine.state.brightness == 0.0
+    notes = engine.set_values({"brightness": 1.0, "gain": 50.0})
+    assert engine.state.brightness == 1.0 and engine.state.gain == 12.0 and len(notes) == 1
+
+
+def test_failed_model_load_keeps_the_old_model(engine):
+    errors = []
+
+    def loader(name):
+        if name == "broken":
+            raise RuntimeError("generator.safetensors: header is not JSON")
+        return GaverSynth()
+
+    engine.loader = loader
+    engine.add_listener(lambda event, payload: errors.append(payload) if event == "error" else None)
+    reported = []
+    assert "loading" in engine.set_param("model", "broken", on_error=reported.append)
+    assert engine.wait_idle(10)
+    assert reported and "header is not JSON" in reported[0] and "still playing 'gaver'" in reported[0]
+    assert errors and errors[0]["address"] == "/stylesynth/model"
+    assert engine.state.model == "gaver" and engine.synth.name == "gaver"
+    engine.set_param("seed", 11)
+    assert engine.wait_idle(10) and engine.render_errors == 0
+
+
+def test_render_failure_keeps_the_previous_clip(engine):
+    class Exploding(GaverSynth):
+        def render(self, state):
+            if state.seed == 13:
+                raise FloatingPointError("generator produced NaN")
+            return super().render(state)
+
+    engine._synth = Exploding()
+    run_blocks(engine.player, 2)
+    seq = engine.player.current_seq
+    engine.set_param("seed", 13)
+    assert engine.wait_idle(10)
+    run_blocks(engine.player, 2)
+    assert engine.render_errors == 1 and engine.player.current_seq == seq
+    engine.set_param("seed", 14)
+    assert engine.wait_idle(10) and engine.regenerations >= 2
+
+
+def test_panic_sets_loop_off_and_notifies(engine):
+    events = []
+    engine.add_listener(lambda e, p: events.append((e, p.get("name"), p.get("value"))))
+    engine.panic(source="midi")
+    assert engine.state.loop is False
+    assert ("value", "loop", False) in events
+
+
+def test_status_figures(engine):
+    engine.set_param("seed", 5)
+    engine.wait_idle(10)
+    s = engine.status()
+    assert s["model"] == "gaver" and s["regenerations"] >= 2
+    assert 0 < s["render_p50_ms"] <= s["render_p99_ms"]
+    assert s["latency_p99_ms"] >= s["render_p50_ms"] * 0.5
