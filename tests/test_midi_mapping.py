@@ -233,8 +233,8 @@ def test_byte_parser_running_status_and_realtime():
     parser = ByteParser()
     msgs, problems = parser.feed([0xB0, 74, 10, 74, 20, 0xF8, 74, 0xF8, 30])
     assert [m.value for m in msgs] == [10, 20, 30] and not problems
-    msgs, problems = parser.feed([74, 40])            # running status carried into the next packet
-    assert [(m.control, m.value) for m in msgs] == [(74, 40)] and not problems
+    msgs, problems = parser.feed([74, 40])            # not into the next packet: bare data bytes are junk there
+    assert not msgs and problems == ["2 data byte(s) with no status byte skipped (4A 28)"]
 
 
 @pytest.mark.parametrize("packet,problem", [
@@ -300,3 +300,23 @@ def test_match_port_by_name_or_unique_substring():
         match_port("launch", ports)
     with pytest.raises(MidiError, match="ambiguous"):
         match_port(":", ports)
+
+
+def test_a_bad_mapping_file_keeps_the_mapping_in_use(tmp_path):
+    """Loading a broken file raises with its line and leaves the active mapping working (bytes fed directly:
+    the port side is in test_midi_jack.py)."""
+    from stylesynth.engine import Engine
+    from stylesynth.gaver_synth import GaverSynth
+    from stylesynth.midi_in import MidiInput
+
+    engine = Engine(lambda name: GaverSynth())            # not started: set_param still validates and stores
+    midi = MidiInput(engine, mm.load_mapping(MAPPINGS / "default.toml"), virtual=True)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[control]]\ncc = 74\ntarget = "brightness"\nrange = [-9, 0]\n')
+    with pytest.raises(mm.MappingError, match=r"bad.toml line 5: range \[-9, 0\] leaves"):
+        midi.load_mapping(bad)
+    assert midi.mapping.name == "default"
+    midi.handle_packet([0xB0, 74, 64, 74, 127])            # CC 74 -> brightness, pickup from 0 then up
+    assert engine.state.brightness == 5.0
+    midi.handle_packet([0xB0, 120, 0])
+    assert engine.state.loop is False                       # CC 120 panics whatever the mapping

@@ -168,10 +168,12 @@ _COMMON_LENGTH = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
 class ByteParser:
     """MIDI 1.0 byte stream -> mido messages, reporting junk instead of hiding it.
 
-    Each :meth:`feed` is one packet from the port (one JACK/ALSA event). Within and across packets: running status
-    is honoured (data bytes after a channel message repeat its status), real-time bytes (clock, start, ...) may sit
-    anywhere, sysex runs from F0 to F7. Stray data bytes, a message cut short by a new status byte or by the end
-    of the packet, undefined status bytes and unterminated sysex are reported as problems and skipped.
+    Each :meth:`feed` is one packet from the port (one JACK/ALSA/CoreMIDI event, which should hold whole
+    messages). Within a packet, running status is honoured (data bytes after a channel message repeat its status);
+    it does not carry over to the next packet, where a packet of bare data bytes is junk, not a message. Real-time
+    bytes (clock, start, ...) may sit anywhere; sysex runs from F0 to F7. Stray data bytes, a message cut short by
+    a new status byte or by the end of the packet, undefined status bytes and unterminated sysex are reported as
+    problems and skipped.
     """
 
     def __init__(self):
@@ -180,6 +182,7 @@ class ByteParser:
     def feed(self, data) -> tuple[list[mido.Message], list[str]]:
         """Parse one packet; returns ``(messages, problems)`` where each problem is a precise sentence."""
         messages, problems = [], []
+        self._running = None
         data = list(data)
         i, n = 0, len(data)
         while i < n:
@@ -368,6 +371,10 @@ class MidiInput:
     def start(self) -> "MidiInput":
         """Open the port (raises :class:`MidiError` if it cannot) and start reading it on a thread."""
         self._open()
+        m = self._mapping
+        log.info("MIDI mapping %r from %s: %d controls%s%s", m.name, m.source, len(m.controls),
+                 "; notes trigger one-shots" if m.notes else "",
+                 f"; program change sets {m.program.target}" if m.program else "")
         self._thread = threading.Thread(target=self._run, name="midi-in", daemon=True)
         self._thread.start()
         return self
