@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,17 +79,29 @@ def pd_records(text: str) -> list[str]:
 
 
 def pd_objects(text: str) -> list[str]:
+    """Every object-like record (boxes, comments, atoms, subpatch boxes), on every canvas."""
     return [r for r in pd_records(text) if r.startswith("#X ") and not r.startswith("#X connect")]
 
 
 @pytest.mark.parametrize("name", ["stylesynth.pd", "stylesynth-help.pd"])
 def test_pd_connections_are_in_range(name):
-    text = (patchgen.PATCH_DIR / name).read_text()
-    count = len(pd_objects(text))
-    for record in pd_records(text):
-        if record.startswith("#X connect"):
+    # Pd numbers objects per canvas (a subpatch is one object of its parent); a connection may only name objects
+    # already created on its own canvas.
+    counts = []
+    connections = 0
+    for record in pd_records((patchgen.PATCH_DIR / name).read_text()):
+        if record.startswith("#N canvas"):
+            counts.append(0)
+        elif record.startswith("#X restore"):
+            counts.pop()
+            counts[-1] += 1
+        elif record.startswith("#X connect"):
             source, _, sink, _ = map(int, record.split()[2:6])
-            assert 0 <= source < count and 0 <= sink < count, record
+            assert 0 <= source < counts[-1] and 0 <= sink < counts[-1] and source != sink, record
+            connections += 1
+        elif record.startswith("#X "):
+            counts[-1] += 1
+    assert len(counts) == 1 and connections > 0
 
 
 def test_pd_patch_has_a_control_for_every_parameter():
@@ -152,17 +165,64 @@ def sample_value(p):
     return {"prototype": patchgen.layout_prototypes()[-1], "model": "water", "start": "Knock"}[p.name]
 
 
-def harness(values: dict) -> str:
-    """A Pd patch that, once loaded, sets every control of stylesynth.pd through its receive name, then bangs."""
-    lines = []
-    for p in params.PARAMS.values():
-        value = values[p.name]
-        lines.append(f"{patchgen.receive_name(p)} " + (f"symbol {value}" if p.type == STRING else f"{value}"))
-    lines += ["stylesynth-trigger bang", "stylesynth-panic bang"]
+def harness(lines: list[str]) -> str:
+    """A Pd patch that, 300 ms after loading, sends each ``"receive-name message"`` line (stylesynth.pd's own receive
+    names), with a 20 s watchdog that quits Pd."""
     message = " \\; ".join(lines)
     return ("#N canvas 0 50 400 300 10;\n#X obj 10 10 loadbang;\n#X obj 10 35 delay 300;\n"
             f"#X msg 10 60 \\; {message};\n#X obj 10 120 delay 20000;\n#X msg 10 145 \\; pd quit;\n"
             "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 0 0 3 0;\n#X connect 3 0 4 0;\n")
+
+
+def control_lines(values: dict) -> list[str]:
+    """Harness lines setting every parameter to ``values[name]``."""
+    return [f"{patchgen.receive_name(p)} " + (f"symbol {values[p.name]}" if p.type == STRING else f"{values[p.name]}")
+            for p in params.PARAMS.values()]
+
+
+@contextmanager
+def running_pd(pd: str, tmp_path: Path, server_port: int, listen: int, lines: list[str]):
+    """Run the generated stylesynth.pd headless, its two ports moved to ``server_port`` (where it sends) and
+    ``listen`` (where it receives), beside a harness sending ``lines``. Yields Pd's stderr lines as they come."""
+    text = patchgen.pd_patch()
+    text = text.replace(f"connect 127.0.0.1 {patchgen.SERVER_PORT};", f"connect 127.0.0.1 {server_port};")
+    text = text.replace(f"netreceive -u -b {patchgen.PD_REPLY_PORT};", f"netreceive -u -b {listen};")
+    text = re.sub(rf"(#X msg \d+ \d+) {patchgen.PD_REPLY_PORT};", rf"\1 {listen};", text)
+    assert text.count(f" {server_port};") == 1 and text.count(f" {listen};") == 2, "the patch's ports moved"
+    (tmp_path / "stylesynth.pd").write_text(text)
+    (tmp_path / "harness.pd").write_text(harness(lines))
+    proc = subprocess.Popen([pd, "-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr",
+                             "-open", str(tmp_path / "stylesynth.pd"), "-open", str(tmp_path / "harness.pd")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        yield log
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def pd_log(log: list[str]) -> str:
+    return "".join(log).replace("\\ ", " ")  # Pd prints a symbol's spaces escaped
+
+
+def wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def send_osc(port: int, address: str, *args) -> None:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(builder.build().dgram, ("127.0.0.1", port))
 
 
 @pytest.fixture
@@ -176,67 +236,59 @@ def pd():
 def test_pd_patch_sends_every_control_and_loads_the_servers_audio(pd, tmp_path):
     collector = OscCollector()
     listen = free_udp_port()
-    # The generated patch, with only its two ports moved to free ones.
-    text = patchgen.pd_patch()
-    text = text.replace(f"connect 127.0.0.1 {patchgen.SERVER_PORT};", f"connect 127.0.0.1 {collector.port};")
-    text = text.replace(f"netreceive -u -b {patchgen.PD_REPLY_PORT};", f"netreceive -u -b {listen};")
-    text = text.replace(f"msg 120 180 {patchgen.PD_REPLY_PORT};", f"msg 120 180 {listen};")
-    assert text.count(str(collector.port)) == 1 and text.count(f" {listen};") == 2
-    (tmp_path / "stylesynth.pd").write_text(text)
     values = {p.name: sample_value(p) for p in params.PARAMS.values()}
-    (tmp_path / "harness.pd").write_text(harness(values))
+    lines = control_lines(values) + ["stylesynth-trigger bang", "stylesynth-panic bang"]
     wav = tmp_path / "clip.wav"
     sf.write(wav, (0.1 * np.sin(np.arange(32768) * 0.05)).astype(np.float32), 16000, subtype="FLOAT")
-
-    proc = subprocess.Popen([pd, "-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr",
-                             "-open", str(tmp_path / "stylesynth.pd"), "-open", str(tmp_path / "harness.pd")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)
-    reader.start()
     try:
-        expected = len(params.PARAMS) + 4  # every parameter, trigger, panic, and /reply_port + /notify at load
-        deadline = time.monotonic() + 15
-        while len(collector.messages) < expected and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        got = {address: (tags, args) for address, tags, args in collector.messages}
-        assert len(collector.messages) == expected, (collector.messages, log)
+        with running_pd(pd, tmp_path, collector.port, listen, lines) as log:
+            expected = len(params.PARAMS) + 4  # every parameter, trigger, panic, and /reply_port + /notify at load
+            wait_for(lambda: len(collector.messages) >= expected, 15)
+            assert len(collector.messages) == expected, (collector.messages, log)
+            got = {address: (tags, args) for address, tags, args in collector.messages}
+            assert got["/reply_port"] == ("i", (listen,))
+            assert got["/notify"] == ("i", (1,))
+            assert got[f"{params.PREFIX}/trigger"] == ("", ())
+            assert got[f"{params.PREFIX}/panic"] == ("", ())
+            for p in params.PARAMS.values():
+                tags, args = got[p.osc_address]
+                want = values[p.name]
+                if p.type == FLOAT:
+                    assert tags == "f" and math.isclose(args[0], want, rel_tol=1e-6), (p.name, args)
+                    assert p.minimum <= args[0] <= p.maximum
+                elif p.type in (INT, BOOL):
+                    assert (tags, args) == ("i", (want,)), p.name
+                else:
+                    assert (tags, args) == ("s", (want,)), p.name
+            assert set(got) <= ADDRESSES
 
-        assert got["/reply_port"] == ("i", (listen,))
-        assert got["/notify"] == ("i", (1,))
-        assert got[f"{params.PREFIX}/trigger"] == ("", ())
-        assert got[f"{params.PREFIX}/panic"] == ("", ())
-        for p in params.PARAMS.values():
-            tags, args = got[p.osc_address]
-            want = values[p.name]
-            if p.type == FLOAT:
-                assert tags == "f" and math.isclose(args[0], want, rel_tol=1e-6), (p.name, args)
-                assert p.minimum <= args[0] <= p.maximum
-            elif p.type in (INT, BOOL):
-                assert (tags, args) == ("i", (want,)), p.name
-            else:
-                assert (tags, args) == ("s", (want,)), p.name
-        assert set(got) <= ADDRESSES
-
-        # The reply side: an audio file announcement and an error, through netreceive -> oscparse -> route.
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            for address, args in [(f"{params.PREFIX}/audio/file", (str(wav), 1)),
-                                  ("/error", ("/stylesynth/rate", "out of range"))]:
-                builder = OscMessageBuilder(address)
-                for arg in args:
-                    builder.add_arg(arg)
-                client.sendto(builder.build().dgram, ("127.0.0.1", listen))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any("stylesynth-error" in line for line in log):
-            time.sleep(0.05)
-        text_log = "".join(log).replace("\\ ", " ")  # Pd prints a symbol's spaces escaped
-        assert "stylesynth: loaded 32768 samples at 16000 Hz" in text_log, text_log
-        assert "stylesynth-error: /stylesynth/rate out of range" in text_log, text_log
-        assert "couldn't create" not in text_log, text_log
+            # The reply side: an audio file announcement and an error, through netreceive -> oscparse -> route.
+            send_osc(listen, f"{params.PREFIX}/audio/file", str(wav), 1)
+            send_osc(listen, "/error", "/stylesynth/rate", "out of range")
+            wait_for(lambda: "stylesynth-error" in pd_log(log), 10)
+            text = pd_log(log)
+            assert "stylesynth: loaded 32768 samples at 16000 Hz" in text, text
+            assert "stylesynth-error: /stylesynth/rate out of range" in text, text
+            assert "couldn't create" not in text, text
     finally:
-        proc.terminate()
-        proc.wait(5)
         collector.close()
+
+
+def test_pd_patch_drives_the_real_server(pd, tmp_path, start_server, osc_client_factory):
+    # The whole loop with real programs: Pd's slider -> stylesynth serve -> new clip -> wav path back to Pd, read
+    # by soundfiler; and a value the server refuses comes back as /error, printed by the patch.
+    server = start_server("--no-audio")
+    listen = free_udp_port()
+    lines = ["stylesynth-brightness 2.5", "stylesynth-prototype symbol no-such-prototype"]
+    with running_pd(pd, tmp_path, server.port, listen, lines) as log:
+        assert wait_for(lambda: "stylesynth: loaded" in pd_log(log) and "stylesynth-error" in pd_log(log), 30), \
+            f"Pd log:\n{pd_log(log)}\nserver log:\n{server.log[-3000:]}"
+        text = pd_log(log)
+        samples, rate = map(int, re.search(r"stylesynth: loaded (\d+) samples at (\d+) Hz", text).groups())
+        assert samples > 0 and rate > 0
+        assert "stylesynth-error: /stylesynth/prototype" in text, text
+        assert osc_client_factory(server.port).query("brightness") == pytest.approx(2.5)
+    assert server.alive()
 
 
 def test_pd_help_patch_loads_cleanly(pd, tmp_path):

@@ -148,17 +148,29 @@ def pd_escape(text: str) -> str:
     return text.replace(",", " \\,").replace(";", " \\;").replace("$", "\\$")
 
 
-class PdCanvas:
-    """A Pd patch under construction: objects are numbered in creation order, as Pd numbers them."""
+CHAR = 7  # width of one character of Pd's font at size 10, in pixels (with margin), for placing boxes side by side
 
-    def __init__(self, width: int = 1200, height: int = 900, font: int = 10):
-        self.lines = [f"#N canvas 0 50 {width} {height} {font};"]
+
+class PdCanvas:
+    """A Pd patch (or subpatch) under construction: objects are numbered in creation order, as Pd numbers them.
+
+    Parameters
+    ----------
+    width, height : int
+        Window size in pixels.
+    name : str or None
+        ``None`` for the top-level patch; a subpatch's name otherwise (see :meth:`subpatch`).
+    """
+
+    def __init__(self, width: int, height: int, name: str | None = None):
+        self.header = f"#N canvas 0 50 {width} {height} {name} 0;" if name else f"#N canvas 0 50 {width} {height} 10;"
+        self.lines: list[str] = []
         self.count = 0
         self.connections: list[str] = []
 
     def add(self, kind: str, x: int, y: int, body: str) -> int:
         """Add ``#X kind x y body;`` and return its object index (comments count too)."""
-        self.lines.append(f"#X {kind} {x} {y} {body};" if body else f"#X {kind} {x} {y};")
+        self.lines.append(f"#X {kind} {x} {y} {body};")
         self.count += 1
         return self.count - 1
 
@@ -172,11 +184,18 @@ class PdCanvas:
         # ", f N" (an unescaped comma) is Pd's own suffix for a comment's width in characters.
         return self.add("text", x, y, pd_escape(text) + (f", f {width}" if width else ""))
 
+    def subpatch(self, x: int, y: int, inner: "PdCanvas") -> int:
+        """Embed ``inner`` as a subpatch box ``[pd name]`` at (x, y); it counts as one object here."""
+        name = inner.header.split()[6]
+        self.lines += [inner.header, *inner.lines, *inner.connections, f"#X restore {x} {y} pd {name};"]
+        self.count += 1
+        return self.count - 1
+
     def connect(self, source: int, outlet: int, sink: int, inlet: int = 0) -> None:
         self.connections.append(f"#X connect {source} {outlet} {sink} {inlet};")
 
     def render(self) -> str:
-        return "\n".join(self.lines + self.connections) + "\n"
+        return "\n".join([self.header, *self.lines, *self.connections]) + "\n"
 
 
 def _hsl(p: Param) -> str:
@@ -185,11 +204,11 @@ def _hsl(p: Param) -> str:
     position = round((p.default - p.minimum) / (p.maximum - p.minimum) * (width - 1) * 100)
     label = p.name + (f"_{p.unit}" if p.unit else "")  # one Pd symbol: no spaces
     return (f"hsl {width} 15 {number(p.minimum)} {number(p.maximum)} 0 0 empty {receive_name(p)} {label} "
-            f"-2 -8 0 10 #fcfcfc #000000 #000000 {position} 1")
+            f"4 8 0 10 #fcfcfc #000000 #000000 {position} 1")
 
 
 def _tgl(p: Param) -> str:
-    return f"tgl 15 0 empty {receive_name(p)} {p.name} 17 7 0 10 #fcfcfc #000000 #000000 {int(bool(p.default))} 1"
+    return f"tgl 15 0 empty {receive_name(p)} {p.name} 20 8 0 10 #fcfcfc #000000 #000000 {int(bool(p.default))} 1"
 
 
 def _oscformat(address: str, osc_type: str | None = None) -> str:
@@ -198,222 +217,203 @@ def _oscformat(address: str, osc_type: str | None = None) -> str:
     return f"oscformat {flag}{' '.join(address_parts(address))}"
 
 
-def _pd_sender(c: PdCanvas) -> int:
-    """The shared sending chain; returns the index of its entry ([list prepend send])."""
+def _to_server(c: PdCanvas, source: int, x: int, y: int, address: str, osc_type: str | None = None) -> int:
+    """[oscformat address] at (x, y), fed by ``source``, and [s stylesynth-send] under it (the sender's entry).
+    Returns the [oscformat]'s index."""
+    fmt = c.obj(x, y, _oscformat(address, osc_type))
+    out = c.obj(x, y + PD_ROW, "s stylesynth-send")
+    c.connect(source, 0, fmt)
+    c.connect(fmt, 0, out)
+    return fmt
+
+
+def _pd_sender(c: PdCanvas) -> None:
+    """The connection: everything sent to [r stylesynth-send] goes out through one [netsend -u -b]."""
     c.text(20, 10, f"stylesynth: OSC to the server at {SERVER_HOST}:{SERVER_PORT}, replies and audio back on UDP "
-                   f"{PD_REPLY_PORT}. {GENERATED}.", 110)
-    c.text(20, 45, "Opens the connection, sets the reply port and subscribes (/notify 1) when loaded. Other patches "
-                   "can send [oscformat] output to [s stylesynth-send] and reconnect with "
-                   "[s stylesynth-netsend] or move the listening port with [s stylesynth-netreceive].", 110)
-    load = c.obj(20, 90, "loadbang")
-    steps = c.obj(20, 115, "t b b b")
-    connect = c.msg(20, 145, f"connect {SERVER_HOST} {SERVER_PORT}")
-    disconnect = c.msg(190, 145, "disconnect")
-    send_in = c.obj(300, 145, "r stylesynth-send")
-    netsend_in = c.obj(440, 145, "r stylesynth-netsend")
-    prepend = c.obj(20, 240, "list prepend send")
-    trim = c.obj(20, 265, "list trim")
-    netsend = c.obj(20, 290, "netsend -u -b")
-    status = c.add("floatatom", 20, 315, "3 0 0 1 connected - - 0")
-    reply = c.msg(120, 180, str(PD_REPLY_PORT))
-    reply_fmt = c.obj(120, 205, _oscformat("/reply_port", INT))
-    notify = c.msg(300, 180, "1")
-    notify_fmt = c.obj(300, 205, _oscformat("/notify", INT))
-    c.connect(load, 0, steps)
+                   f"{PD_REPLY_PORT}. {GENERATED}.", 120)
+    c.text(20, 45, "When loaded it connects, sets its reply port and subscribes to new audio (/notify 1). Your own "
+                   "patches can send [oscformat] output to [s stylesynth-send], reconnect with "
+                   "[s stylesynth-netsend], move the listening port with [s stylesynth-netreceive], or set any "
+                   "control through its receive name (see stylesynth-help.pd).", 120)
+    entry = c.obj(20, 110, "r stylesynth-send")
+    prepend = c.obj(20, 135, "list prepend send")
+    trim = c.obj(20, 160, "list trim")
+    netsend = c.obj(20, 235, "netsend -u -b")
+    status = c.add("floatatom", 20, 260, "3 0 0 1 connected - - 0")
+    connect = c.msg(150, 200, f"connect {SERVER_HOST} {SERVER_PORT}")
+    disconnect = c.msg(330, 200, "disconnect")
+    netsend_in = c.obj(430, 200, "r stylesynth-netsend")
+    load = c.obj(150, 110, "loadbang")
+    steps = c.obj(150, 135, "t b b b")
+    reply = c.msg(300, 110, str(PD_REPLY_PORT))
+    notify = c.msg(480, 110, "1")
+    for source, sink in [(entry, prepend), (prepend, trim), (trim, netsend), (netsend, status), (load, steps),
+                         (connect, netsend), (disconnect, netsend), (netsend_in, netsend)]:
+        c.connect(source, 0, sink)
+    # [t b b b] fires right to left: connect first, then the reply port, then the subscription.
     c.connect(steps, 2, connect)
     c.connect(steps, 1, reply)
     c.connect(steps, 0, notify)
-    c.connect(reply, 0, reply_fmt)
-    c.connect(notify, 0, notify_fmt)
-    for source in (reply_fmt, notify_fmt, send_in):
-        c.connect(source, 0, prepend)
-    c.connect(prepend, 0, trim)
-    c.connect(trim, 0, netsend)
-    for source in (connect, disconnect, netsend_in):
-        c.connect(source, 0, netsend)
-    c.connect(netsend, 0, status)
-    return prepend
+    _to_server(c, reply, 300, 135, "/reply_port", INT)
+    _to_server(c, notify, 480, 135, "/notify", INT)
 
 
-def _pd_receiver(c: PdCanvas, x: int, y: int) -> None:
-    """Replies and audio from the server: /stylesynth/audio/file PATH SEQ is read into a table and played."""
-    c.text(x, y, f"From the server (UDP {PD_REPLY_PORT}): each new clip arrives as a wav path, is read into "
-                 f"[table {CLIP_TABLE}] at its own sample rate and played once. Other replies are printed.", 60)
-    listen_in = c.obj(x, y + 50, "r stylesynth-netreceive")
-    netreceive = c.obj(x, y + 75, f"netreceive -u -b {PD_REPLY_PORT}")
-    parse = c.obj(x, y + 100, "oscparse")
-    trim = c.obj(x, y + 125, "list trim")
-    route = c.obj(x, y + 150, "route stylesynth error")
-    audio = c.obj(x, y + 175, "route audio")
-    file = c.obj(x, y + 200, "route file")
-    unpack = c.obj(x, y + 225, "unpack s f")
-    read = c.msg(x, y + 250, f"read -resize \\$1 {CLIP_TABLE}")
-    soundfiler = c.obj(x, y + 275, "soundfiler")
-    info = c.obj(x + 120, y + 300, "unpack f f f f s")
-    size_rate = c.obj(x, y + 325, "pack f f")
-    loaded = c.msg(x + 120, y + 350, "loaded \\$1 samples at \\$2 Hz")
-    log = c.obj(x + 120, y + 375, "print stylesynth")
-    duration = c.obj(x, y + 350, "expr \\$f1 \\; \\$f1 * 1000 / \\$f2")
-    ramp_args = c.obj(x, y + 375, "pack f f")
-    again = c.add("obj", x + 300, y + 350, "bng 20 250 50 0 empty stylesynth-play again 24 10 0 10 "
-                                            "#fcfcfc #000000 #000000")
-    ramp = c.msg(x, y + 400, "0 \\, \\$1 \\$2")
-    line = c.obj(x, y + 425, "vline~")
-    reader = c.obj(x, y + 450, f"tabread4~ {CLIP_TABLE}")
-    gain = c.obj(x, y + 475, "*~ 0.5")
-    dac = c.obj(x, y + 500, "dac~")
-    table = c.obj(x + 120, y + 425, f"table {CLIP_TABLE}")
-    errors = c.obj(x + 200, y + 175, "print stylesynth-error")
-    others = c.obj(x + 300, y + 150, "print stylesynth-reply")
-    dsp_on = c.msg(x + 200, y + 475, "\\; pd dsp 1")
-    dsp_off = c.msg(x + 290, y + 475, "\\; pd dsp 0")
-    c.text(x + 200, y + 500, "audio on / off", None)
-    del table, dsp_on, dsp_off
-    c.connect(listen_in, 0, netreceive)
-    c.connect(netreceive, 0, parse)
-    c.connect(parse, 0, trim)
-    c.connect(trim, 0, route)
-    c.connect(route, 0, audio)
-    c.connect(route, 1, errors)
-    c.connect(route, 2, others)
-    c.connect(audio, 0, file)
-    c.connect(audio, 1, others)
-    c.connect(file, 0, unpack)
-    c.connect(unpack, 0, read)
-    c.connect(read, 0, soundfiler)
-    # soundfiler answers on its right outlet (rate, header, channels, bytes, endianness) before its left (samples).
-    c.connect(soundfiler, 1, info)
-    c.connect(info, 0, size_rate, 1)
-    c.connect(soundfiler, 0, size_rate)
-    c.connect(size_rate, 0, loaded)
-    c.connect(loaded, 0, log)
-    c.connect(size_rate, 0, duration)
-    # expr answers right to left: the duration (ms) is stored before the sample count triggers the ramp.
-    c.connect(duration, 1, ramp_args, 1)
-    c.connect(duration, 0, ramp_args)
-    c.connect(again, 0, ramp_args)
-    c.connect(ramp_args, 0, ramp)
-    c.connect(ramp, 0, line)
-    c.connect(line, 0, reader)
-    c.connect(reader, 0, gain)
-    c.connect(gain, 0, dac)
-    c.connect(gain, 0, dac, 1)
+def _pd_receiver() -> PdCanvas:
+    """Subpatch [pd from-server]: /stylesynth/audio/file PATH SEQ is read into a table and played at its own rate;
+    /error is printed as stylesynth-error, other replies as stylesynth-reply."""
+    c = PdCanvas(620, 560, "from-server")
+    c.text(20, 10, f"Replies and audio from the server (UDP {PD_REPLY_PORT}). Each new clip's wav is read into "
+                   f"[table {CLIP_TABLE}] and played once at its own sample rate.", 80)
+    listen_in = c.obj(20, 50, "r stylesynth-netreceive")
+    netreceive = c.obj(20, 75, f"netreceive -u -b {PD_REPLY_PORT}")
+    parse = c.obj(20, 100, "oscparse")
+    trim = c.obj(20, 125, "list trim")
+    route = c.obj(20, 150, "route stylesynth error")
+    audio = c.obj(20, 175, "route audio")
+    file = c.obj(20, 200, "route file")
+    unpack = c.obj(20, 225, "unpack s f")
+    read = c.msg(20, 250, f"read -resize \\$1 {CLIP_TABLE}")
+    soundfiler = c.obj(20, 275, "soundfiler")
+    info = c.obj(120, 300, "unpack f f f f s")
+    size_rate = c.obj(20, 325, "pack f f")
+    loaded = c.msg(250, 350, "loaded \\$1 samples at \\$2 Hz")
+    log = c.obj(250, 375, "print stylesynth")
+    duration = c.obj(20, 350, "expr \\$f1 \\; \\$f1 * 1000 / \\$f2")
+    again = c.obj(200, 400, "r stylesynth-play")
+    ramp_args = c.obj(20, 400, "pack f f")
+    ramp = c.msg(20, 425, "0 \\, \\$1 \\$2")
+    line = c.obj(20, 450, "vline~")
+    reader = c.obj(20, 475, f"tabread4~ {CLIP_TABLE}")
+    gain = c.obj(20, 500, "*~ 0.5")
+    dac = c.obj(20, 525, "dac~")
+    c.obj(250, 475, f"table {CLIP_TABLE}")
+    errors = c.obj(200, 200, "print stylesynth-error")
+    others = c.obj(380, 175, "print stylesynth-reply")
+    for source, outlet, sink, inlet in [
+            (listen_in, 0, netreceive, 0), (netreceive, 0, parse, 0), (parse, 0, trim, 0), (trim, 0, route, 0),
+            (route, 0, audio, 0), (route, 1, errors, 0), (route, 2, others, 0), (audio, 0, file, 0),
+            (audio, 1, others, 0), (file, 0, unpack, 0), (unpack, 0, read, 0), (read, 0, soundfiler, 0),
+            # soundfiler answers on its right outlet (rate, header, channels, bytes, endianness) before its left
+            # (the sample count), so the rate is stored when the count arrives.
+            (soundfiler, 1, info, 0), (info, 0, size_rate, 1), (soundfiler, 0, size_rate, 0),
+            (size_rate, 0, loaded, 0), (loaded, 0, log, 0), (size_rate, 0, duration, 0),
+            # expr answers right to left: the duration (ms) is stored before the sample count starts the ramp.
+            (duration, 1, ramp_args, 1), (duration, 0, ramp_args, 0), (again, 0, ramp_args, 0),
+            (ramp_args, 0, ramp, 0), (ramp, 0, line, 0), (line, 0, reader, 0), (reader, 0, gain, 0),
+            (gain, 0, dac, 0), (gain, 0, dac, 1)]:
+        c.connect(source, outlet, sink, inlet)
+    return c
+
+
+# Layout of the main patch: columns of groups, left to right (commands last), and the rows of a control's block:
+# the widget, [oscformat] under it, [s stylesynth-send] under that.
+PD_COLUMNS = [("semantic", "output", "model"), ("sefa",), ("latent", "prior"), ("query",), ("commands",)]
+PD_COLUMN_WIDTH = 300
+PD_TOP = 320
+PD_ROW = 22
+PD_BLOCK = 3 * PD_ROW + 2
 
 
 def pd_patch() -> str:
     """The Pure Data client: one control per parameter, the command buttons, and the audio receiver.
 
-    Every control has a receive name (:func:`receive_name`; ``stylesynth-trigger`` and ``stylesynth-panic`` for
-    the bangs), so other patches and tests drive it through the very objects a person clicks.
+    Every control has a receive name (:func:`receive_name`; ``stylesynth-trigger``, ``stylesynth-panic`` and
+    ``stylesynth-play`` for the bangs), so other patches and tests drive it through the very objects a person
+    clicks.
 
     Returns
     -------
     str
         The ``.pd`` file's text.
     """
-    c = PdCanvas(1300, 1000)
-    send = _pd_sender(c)
-    groups = [("semantic", "sefa"), ("latent", "prior", "model", "output"), ("query",)]
-    x0, y0 = 20, 360
-    for column, names in enumerate(groups):
-        x, y = x0 + column * 330, y0
-        for group in names:
+    c = PdCanvas(20 + PD_COLUMN_WIDTH * len(PD_COLUMNS), 1100)
+    _pd_sender(c)
+    c.subpatch(700, 110, _pd_receiver())
+    c.text(820, 110, "<- open it: replies and the clip player. Printed in Pd's window: stylesynth (each clip "
+                     "loaded), stylesynth-error, stylesynth-reply.", 60)
+    c.msg(700, 170, "\\; pd dsp 1")
+    c.msg(780, 170, "\\; pd dsp 0")
+    c.text(860, 175, "audio on / off (to hear each new clip here)")
+    c.obj(700, 215, "bng 20 250 50 0 stylesynth-play empty play_again 25 10 0 10 #fcfcfc #000000 #000000")
+    for column, groups in enumerate(PD_COLUMNS):
+        x, y = 20 + column * PD_COLUMN_WIDTH, PD_TOP
+        for group in groups:
             c.text(x, y, group.upper())
-            y += 25
+            y += 30
+            if group == "commands":
+                _pd_commands(c, x, y)
+                continue
             for p in (p for p in params.PARAMS.values() if p.group == group):
-                y = _pd_control(c, p, x, y, send) + 10
-    _pd_commands(c, 20, 830, send)
-    _pd_receiver(c, 1000, 10)
+                y = _pd_control(c, p, x, y)
+            y += 10
     return c.render()
 
 
-def _pd_control(c: PdCanvas, p: Param, x: int, y: int, send: int) -> int:
-    """Add the control for ``p`` at (x, y) wired through [oscformat] to ``send``; returns the next free y."""
-    fmt_x = x + 175
+def _pd_control(c: PdCanvas, p: Param, x: int, y: int) -> int:
+    """Add the block for ``p`` with its top at y: the widget, then [oscformat] -> [s stylesynth-send] under it.
+    Returns the top of the next block."""
     if p.type == FLOAT:
-        widget = c.obj(x, y + 10, _hsl(p))
-        shown = c.add("floatatom", fmt_x, y + 10, "6 0 0 0 - - - 0")
-        fmt = c.obj(fmt_x + 50, y + 10, _oscformat(p.osc_address, p.type))
-        c.connect(widget, 0, shown)
-        c.connect(widget, 0, fmt)
-        bottom = y + 30
+        widget = c.obj(x, y, _hsl(p))
+        c.connect(widget, 0, c.add("floatatom", x + 170, y, "7 0 0 0 - - - 0"))
     elif p.type == INT:
         upper = 0 if p.maximum >= 2**24 else p.maximum   # Pd floats hold integers exactly only up to 2^24
-        widget = c.add("floatatom", x, y, f"8 {number(p.minimum)} {number(upper)} 1 {p.name} "
+        widget = c.add("floatatom", x, y, f"9 {number(p.minimum)} {number(upper)} 1 {p.name} "
                                           f"{receive_name(p)} - 0")
-        fmt = c.obj(fmt_x, y, _oscformat(p.osc_address, p.type))
-        c.connect(widget, 0, fmt)
-        bottom = y + 20
     elif p.type == BOOL:
         widget = c.obj(x, y, _tgl(p))
-        fmt = c.obj(fmt_x, y, _oscformat(p.osc_address, p.type))
-        c.connect(widget, 0, fmt)
-        bottom = y + 20
-    else:  # STRING: a symbol box (type and press Enter), plus buttons for the known choices
-        widget = c.add("symbolatom", x, y, f"12 0 0 1 {p.name} {receive_name(p)} - 0")
-        fmt = c.obj(fmt_x, y, _oscformat(p.osc_address, p.type))
-        c.connect(widget, 0, fmt)
-        bottom = y + 20
-        choices = {"prototype": layout_prototypes(), "start": [""], "model": [str(p.default)]}[p.name] \
-            if p.name in ("prototype", "start", "model") else []
-        cx = x
-        for choice in choices:
-            box = c.msg(cx, bottom + 5, f"symbol {choice}".strip())
-            c.connect(box, 0, fmt)
-            cx += 8 * len(f"symbol {choice}") + 10
-        if choices:
-            bottom += 30
-    c.connect(fmt, 0, send)
-    return bottom
+    else:  # STRING: a symbol box (type, then Enter)
+        widget = c.add("symbolatom", x, y, f"14 0 0 1 {p.name} {receive_name(p)} - 0")
+    # A string's known choices go in rows of message boxes between the widget and its [oscformat]: the prototypes,
+    # the empty start (back to the seed), the default model.
+    choices = {"prototype": layout_prototypes(), "start": [""], "model": [str(p.default)]}.get(p.name, [])
+    rows: list[list[str]] = []
+    for choice in choices:
+        text = f"symbol {choice}".strip()
+        width = sum(CHAR * len(t) + 10 for t in rows[-1]) if rows else PD_COLUMN_WIDTH
+        if width + CHAR * len(text) > PD_COLUMN_WIDTH - 40:
+            rows.append([])
+        rows[-1].append(text)
+    fmt_y = y + PD_ROW * (1 + len(rows))
+    fmt = _to_server(c, widget, x, fmt_y, p.osc_address, p.type)
+    for r, row in enumerate(rows):
+        cx = x + 20  # clear of the widget's wire down the left edge
+        for text in row:
+            c.connect(c.msg(cx, y + PD_ROW * (1 + r), text), 0, fmt)
+            cx += CHAR * len(text) + 10
+    return fmt_y + 2 * PD_ROW + 2
 
 
-def _pd_commands(c: PdCanvas, x: int, y: int, send: int) -> None:
-    """Buttons for the commands that take no value, symbol boxes for those that take a name."""
-    c.text(x, y, "COMMANDS")
-    y += 25
-    bangs = [("trigger", f"{params.PREFIX}/trigger"), ("panic", f"{params.PREFIX}/panic")]
-    for i, (name, address) in enumerate(bangs):
-        bang = c.obj(x + i * 90, y, f"bng 25 250 50 0 empty stylesynth-{name} {name} 30 12 0 10 "
-                                    "#fcfcfc #000000 #000000")
-        fmt = c.obj(x + i * 90, y + 35, _oscformat(address))
-        c.connect(bang, 0, fmt)
-        c.connect(fmt, 0, send)
-    queries = ["/status", "/version", f"{params.PREFIX}/dump", f"{params.PREFIX}/q/prototypes",
-               f"{params.PREFIX}/q/start_points"]
-    qx = x + 200
-    for address in queries:
-        box = c.msg(qx, y, "bang")
-        fmt = c.obj(qx, y + 25, _oscformat(address))
-        c.connect(box, 0, fmt)
-        c.connect(fmt, 0, send)
-        qx += 20 + 7 * len(" ".join(address_parts(address))) + 70
-    y += 70
-    for i, address in enumerate(["/preset/save", "/preset/load", "/learn"]):
+def _pd_commands(c: PdCanvas, x: int, y: int) -> None:
+    """Bangs for trigger and panic, [bang( boxes for the queries, symbol boxes for the commands taking a name."""
+    for name in ["trigger", "panic"]:
+        bang = c.obj(x, y, f"bng 20 250 50 0 empty stylesynth-{name} {name} 25 10 0 10 #fcfcfc #000000 #000000")
+        _to_server(c, bang, x, y + PD_ROW + 5, f"{params.PREFIX}/{name}")
+        y += PD_BLOCK + 5
+    for address in ["/status", "/version", f"{params.PREFIX}/dump", f"{params.PREFIX}/q/prototypes",
+                    f"{params.PREFIX}/q/start_points"]:
+        _to_server(c, c.msg(x, y, "bang"), x, y + PD_ROW, address)
+        y += PD_BLOCK
+    for address in ["/preset/save", "/preset/load", "/learn"]:
         label = "-".join(address_parts(address))
-        box = c.add("symbolatom", x + i * 250, y, f"12 0 0 1 {label} stylesynth-{label} - 0")
-        fmt = c.obj(x + i * 250, y + 25, _oscformat(address))
-        c.connect(box, 0, fmt)
-        c.connect(fmt, 0, send)
+        box = c.add("symbolatom", x, y, f"12 0 0 1 {label} stylesynth-{label} - 0")
+        _to_server(c, box, x, y + PD_ROW, address)
+        y += PD_BLOCK
 
 
 def pd_help_patch() -> str:
     """The help patch: how to use stylesynth.pd, its receive names, and the whole address space as comments."""
     c = PdCanvas(1000, 900)
     c.text(20, 10, f"stylesynth.pd -- control the stylesynth server from Pure Data. {GENERATED}.", 100)
-    c.text(20, 45, f"1. Start the server: stylesynth serve (OSC on {SERVER_HOST}:{SERVER_PORT}). 2. Open "
+    c.text(20, 45, f"(1) Start the server: stylesynth serve (OSC on {SERVER_HOST}:{SERVER_PORT}). (2) Open "
                    f"stylesynth.pd: it connects, asks for replies on UDP {PD_REPLY_PORT} and subscribes to new "
-                   "audio. 3. Turn audio on in it to hear each new clip (the server plays too, when it has a "
+                   "audio. (3) Turn audio on in it to hear each new clip (the server plays too, when it has a "
                    "sound card).", 100)
     c.text(20, 100, "Drive it from your own patch: every control has a receive name. For example:", 100)
-    example = c.msg(20, 125, "\\; stylesynth-brightness 2.5 \\; stylesynth-trigger bang")
+    c.msg(20, 125, "\\; stylesynth-brightness 2.5 \\; stylesynth-trigger bang")
     c.text(20, 175, "Or format any message yourself and hand it to the patch's sender:", 100)
     value = c.msg(20, 200, "-1.5")
-    fmt = c.obj(20, 225, "oscformat stylesynth rate")
-    out = c.obj(20, 250, "s stylesynth-send")
-    c.connect(value, 0, fmt)
-    c.connect(fmt, 0, out)
-    del example
-    y = 290
+    _to_server(c, value, 20, 225, f"{params.PREFIX}/rate")
+    y = 300
     c.text(20, y, "Receive name / address / type / range / default -- description", 100)
     y += 25
     for p in params.PARAMS.values():
