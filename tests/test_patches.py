@@ -411,3 +411,19 @@ def test_touchosc_messages_encode_as_osc():
             if value is not None:
                 builder.add_arg(int(value) if arguments[0].conversion == "INTEGER" else float(value))
             assert OscMessage(builder.build().dgram).address == address
+
+
+def test_touchosc_controls_fit_their_page_without_overlapping():
+    # py2tosc validates structure, not geometry: a control past its page's edge is cut off on the tablet, and two
+    # overlapping controls steal each other's touches.
+    doc = tosc()
+    pages = [c for c in doc.walk() if c.control_type.value == "PAGER"][0].children
+    assert [p.get("name") for p in pages] == ["play", "sefa", "latent", "query"]
+    for page in pages:
+        _, _, width, height = page.frame
+        frames = [(c.get("name"), tuple(c.frame)) for c in page.children]
+        for name, (x, y, w, h) in frames:
+            assert 0 <= x and 0 <= y and x + w <= width and y + h <= height, f"{name} leaves page {page.get('name')}"
+        for i, (a, (ax, ay, aw, ah)) in enumerate(frames):
+            for b, (bx, by, bw, bh) in frames[i + 1:]:
+                assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, f"{a} overlaps {b}"
