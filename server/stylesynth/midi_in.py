@@ -264,7 +264,6 @@ def _hex(data) -> str:
 class _LearnSession:
     target: str
     events: list = field(default_factory=list)
-    first_at: float | None = None
 
 
 def pick_learned(target: str, events: list[mm.ControllerEvent]) -> mm.Control | None:
