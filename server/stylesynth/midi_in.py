@@ -726,13 +726,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="open this MIDI source (exact name or a unique part of it; see 'stylesynth doctor')")
     group.add_argument("--midi-virtual", action="store_true",
                        help="create a virtual MIDI input (stylesynth:midi_in) for other programs to connect to")
-    group.add_argument("--midi-map", metavar="FILE", type=Path,
-                       help=f"MIDI mapping TOML (default: mappings/default.toml; others in mappings/)")
-    group.add_argument("--midi-api", choices=API_NAMES,
-                       help="MIDI system (default: JACK if a JACK server runs, else ALSA; CoreMIDI on macOS, "
-                            "WinMM on Windows)")
+    group.add_argument("--midi-map", metavar="FILE", type=Path, default=DEFAULT_MAPPING,
+                       help="MIDI mapping TOML (controller layouts in mappings/)")
+    group.add_argument("--midi-api", choices=("auto", *API_NAMES), default="auto",
+                       help="MIDI system; auto: JACK if a JACK server runs, else ALSA; CoreMIDI on macOS, WinMM "
+                            "on Windows")
     group.add_argument("--midi-client", default=CLIENT_NAME, metavar="NAME",
-                       help="MIDI client name (default: stylesynth)")
+                       help="MIDI client name (our port is NAME:midi_in)")
 
 
 def from_args(args: argparse.Namespace, engine) -> MidiInput | None:
@@ -749,7 +749,8 @@ def from_args(args: argparse.Namespace, engine) -> MidiInput | None:
         raise CliError("give --midi PORT or --midi-virtual, not both")
     try:
         mapping = mm.load_mapping(args.midi_map or DEFAULT_MAPPING)
-        midi = MidiInput(engine, mapping, port=args.midi, virtual=args.midi_virtual, api=args.midi_api,
+        api = None if args.midi_api == "auto" else args.midi_api
+        midi = MidiInput(engine, mapping, port=args.midi, virtual=args.midi_virtual, api=api,
                          client_name=args.midi_client)
         return midi.start()
     except (mm.MappingError, MidiError) as exc:
