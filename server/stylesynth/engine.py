@@ -80,6 +80,7 @@ class Engine:
         self.render_ms: collections.deque = collections.deque(maxlen=LATENCY_WINDOW)
         self.control_to_clip_ms: collections.deque = collections.deque(maxlen=LATENCY_WINDOW)
         self.last_timings: dict = {}
+        self.last_clip: dict | None = None  # payload of the newest "clip" event, for late listeners
         self.player.set_gain_db(state.gain)
         self.player.set_loop(state.loop)
 
@@ -387,5 +388,6 @@ class Engine:
         self.render_ms.append((done - t0) * 1000)
         self.control_to_clip_ms.append((done - request_time) * 1000)
         self.last_timings = dict(getattr(clip, "timings", {}) or {})
-        self._emit("clip", {"seq": self._seq, "audio": audio, "sample_rate": synth.sample_rate, "clip": clip,
-                            "timings": self.last_timings, "state": state})
+        self.last_clip = {"seq": self._seq, "audio": audio, "sample_rate": synth.sample_rate, "clip": clip,
+                          "timings": self.last_timings, "state": state}
+        self._emit("clip", self.last_clip)

@@ -119,6 +119,8 @@ class OscServer:
             cache_dir = tempfile.mkdtemp(prefix="stylesynth-clips-")
         self.clients = ClientHub(self.send, cache_dir)
         engine.add_listener(self.clients.on_engine_event)
+        if engine.last_clip is not None:  # rendered before we listened: clients can still find it on disk
+            self.clients.on_engine_event("clip", engine.last_clip)
 
     # -- life cycle --------------------------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ def _check_port(name: str, port: int | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import signal
+    import sys
     import threading
 
     from stylesynth.cli import CliError
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise CliError("--device cuda: no CUDA device is available to torch here; use --device cpu")
 
+    # The audio callback needs the GIL every period (5.3 ms at 256/48k). Python hands the GIL over only every
+    # switch interval (5 ms by default) when another thread computes, which is a whole period: ask for 0.5 ms.
+    sys.setswitchinterval(0.0005)
     stop = threading.Event()
 
     def on_signal(signum, frame):
