@@ -427,3 +427,114 @@ def test_touchosc_controls_fit_their_page_without_overlapping():
         for i, (a, (ax, ay, aw, ah)) in enumerate(frames):
             for b, (bx, by, bw, bh) in frames[i + 1:]:
                 assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, f"{a} overlaps {b}"
+
+
+# --- Contract with the real server ---------------------------------------------------------------------------------
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return "" if text == '""' else text
+
+
+def touchosc_messages() -> list[tuple[str, tuple]]:
+    """What each TouchOSC control sends, at both ends of its range (the radio: every prototype name)."""
+    out = []
+    for _, address, arguments in osc_bindings(tosc()):
+        if arguments is None:
+            out += [(address, (name,)) for name in patchgen.layout_prototypes()]
+        elif not arguments:
+            out.append((address, ()))
+        else:
+            cast = int if arguments[0].conversion == "INTEGER" else float
+            out += [(address, (cast(arguments[0].scale_min),)), (address, (cast(arguments[0].scale_max),))]
+    return out
+
+
+def max_messages() -> list[tuple[str, tuple]]:
+    """What each Max control sends: dials at both ends, toggles 0 and 1, message boxes as written."""
+    boxes = {b["box"]["id"]: b["box"] for b in max_json()["boxes"]}
+    sources = {}
+    for line in max_json()["lines"]:
+        sources.setdefault(line["patchline"]["destination"][0], []).append(boxes[line["patchline"]["source"][0]])
+    out = []
+    for box in boxes.values():
+        text = box.get("text", "")
+        if box["maxclass"] == "message" and text.startswith("/"):
+            address, *args = text.split()
+            out.append((address, tuple(_number(a) for a in args)))
+        elif text.startswith("prepend /"):
+            address = text.split()[1]
+            for source in sources[box["id"]]:
+                if source["maxclass"] == "live.dial":
+                    dial = source["saved_attribute_attributes"]["valueof"]
+                    cast = int if dial["parameter_type"] == 1 else float
+                    out += [(address, (cast(dial["parameter_mmin"]),)), (address, (cast(dial["parameter_mmax"]),))]
+                elif source["maxclass"] == "toggle":
+                    out += [(address, (0,)), (address, (1,))]
+                else:
+                    out.append((address, (_number(source["text"]),)))
+    return out
+
+
+def test_touchosc_and_max_messages_are_all_accepted_by_the_server(start_server, osc_client_factory):
+    # Replays, over real UDP, exactly what every TouchOSC and Max control sends against a real 'stylesynth serve':
+    # nothing may be refused, and each parameter ends at the last value sent.
+    server = start_server("--no-audio")
+    client = osc_client_factory(server.port)
+    # Not replayed: /reply_port would send our replies elsewhere; /stylesynth/model needs the shipped checkpoint.
+    skipped = {"/reply_port", f"{params.PREFIX}/model"}
+    messages = [m for m in touchosc_messages() + max_messages() if m[0] not in skipped]
+    assert len(messages) > 2 * len(params.PARAMS)
+    last = {}
+    for address, args in messages:
+        client.send(address, *args)
+        if address in params.BY_ADDRESS:
+            last[params.BY_ADDRESS[address].name] = args[0]
+        time.sleep(0.002)  # stay far below the server's per-sender rate limit
+    client.send("/sync", 7)
+    errors = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = client.recv(deadline - time.monotonic())
+        if got is None or got == ("/synced", [7]):
+            break
+        if got[0] == "/error":
+            errors.append(got[1])
+    assert got == ("/synced", [7]), "the server did not answer /sync"
+    # A range end that float32 cannot hold (0.02) arrives just outside the range; the known server issue is tested
+    # on its own below, every other refusal fails here.
+    assert [e for e in errors if not float32_boundary_note(e)] == [], errors
+    for name, value in last.items():
+        answer = client.query(name)
+        if params.PARAMS[name].type == FLOAT:
+            assert answer == pytest.approx(value, rel=1e-6), name
+        elif params.PARAMS[name].type == BOOL:
+            assert bool(answer) == bool(value), name
+        else:
+            assert answer == value, name
+
+
+def float32_boundary_note(error: list) -> bool:
+    """Whether an /error only says a range end, rounded to float32 by OSC, was 'clamped' to itself."""
+    match = re.search(r"is (?:below the minimum|above the maximum) (\S+): clamped to \1$", str(error[-1]))
+    return bool(match) and float(np.float32(float(match.group(1)))) != float(match.group(1))
+
+
+@pytest.mark.xfail(strict=True, reason="server issue (state.py/osc_server.py): it compares float32 OSC values with "
+                                       "float64 bounds, so a fader at query/width's minimum (0.02, which float32 "
+                                       "rounds down) is answered with a spurious /error 'clamped'")
+def test_range_ends_sent_as_float32_are_not_refused(start_server, osc_client_factory):
+    server = start_server("--no-audio")
+    client = osc_client_factory(server.port)
+    p = params.PARAMS["query/width"]
+    client.send(p.osc_address, float(np.float32(p.minimum)))  # what Pd, Max and TouchOSC send at the end stop
+    client.send("/sync", 3)
+    replies = []
+    while (got := client.recv(10)) not in (None, ("/synced", [3])):
+        replies.append(got)
+    assert [r for r in replies if r[0] == "/error"] == []
