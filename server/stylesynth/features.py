@@ -92,9 +92,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu, sd = b.mean(0), b.std(0) + 1e-8
     a, b = (a - mu) / sd, (b - mu) / sd
     m1, m2 = a.mean(0), b.mean(0)
-    c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(c1 @ c2, disp=False)
-    covmean = covmean.real
+    # A little ridge keeps the product well-conditioned when a feature is constant (e.g. no onsets at all).
+    ridge = 1e-6 * np.eye(a.shape[1])
+    c1, c2 = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    covmean = linalg.sqrtm(c1 @ c2).real
     return float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * covmean))
 
 

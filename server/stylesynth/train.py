@@ -24,9 +24,10 @@ an all-reduce (gloo on CPU, nccl on GPU) before each optimizer step; rank 0 writ
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,20 +152,24 @@ def sample_ws(G: Generator, z: torch.Tensor, mixing: float, gen: torch.Generator
     return ws
 
 
-def average_gradients(module: torch.nn.Module) -> None:
-    """Data-parallel step: average every gradient over the ranks (a no-op in a single process)."""
+def _all_average(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over the ranks (a no-op in a single process)."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not tensors or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([g.flatten() for g in grads])
+    flat = torch.cat([t.flatten() for t in tensors])
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Data-parallel step: every rank applies the same averaged gradient, so the weights stay identical."""
+    _all_average([p.grad for p in module.parameters() if p.grad is not None])
 
 
 def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: TrainConfig,
@@ -184,6 +189,7 @@ def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: Tra
     loss_g.backward()
     average_gradients(G)
     opt_g.step()
+    _all_average([G.w_avg])      # each rank tracked w_avg on its own batch
 
     # Discriminator: reals up, fakes down, and every r1_interval steps an R1 penalty on reals (lazy regularisation,
     # scaled by the interval so its average strength is r1_gamma).
@@ -271,13 +277,20 @@ def prepare_data(tc: TrainConfig, rep: Representation, log) -> "object":
     return data
 
 
+@dataclass
+class RunResult:
+    """What :func:`run` leaves: its progress (step, nimg, seconds, best_fd, warm_start) and the modules."""
+
+    progress: dict
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+
+
 def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = None, device: str = "cpu",
         warm_start: str | None = None, max_steps: int | None = None, progress: bool = True,
-        export_to: str | None = None) -> dict:
-    """Train (or resume) the run in ``run_dir`` until ``tc.kimg`` thousand images, or ``max_steps`` steps.
-
-    Returns the last progress dict (step, kimg, figures).
-    """
+        export_to: str | None = None) -> RunResult:
+    """Train (or resume) the run in ``run_dir`` until ``tc.kimg`` thousand images, or ``max_steps`` steps."""
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -310,6 +323,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
     n_eval = min(tc.eval_samples, len(specs))
     real_features = features.batch_features(specs[-n_eval:], rep)
 
+    torch.manual_seed(tc.seed)      # the same initial weights on every rank, and in every rerun
     G, D, G_ema = Generator(arch).to(device), Discriminator(arch).to(device), Generator(arch).to(device)
     G_ema.load_state_dict(G.state_dict())
     G_ema.requires_grad_(False).eval()
@@ -330,7 +344,8 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
         G_ema.load_state_dict(shipped.state_dict())
         if (folder / checkpoint.DISCRIMINATOR_FILE).is_file():
             D.load_state_dict(checkpoint.load_discriminator(folder, arch).state_dict())
-        state["nimg"] = int(meta.get("training", {}).get("kimg", 0) * 1000)
+        trained = meta.get("training", {})
+        state["nimg"] = int(trained.get("nimg", trained.get("kimg", 0) * 1000))
         state["warm_start"] = str(folder)
         log(f"warm start from {folder} ({state['nimg'] / 1000:.1f} kimg; optimizer moments start afresh)")
     G.train().requires_grad_(True)
@@ -339,7 +354,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
     total = int(tc.kimg * 1000)
     last_snapshot = last_eval = time.time()
     if state["step"] == 0 or not (run_dir / "samples").is_dir():
-        last_eval = 0.0                                   # evaluate at once on a fresh run: the baseline figure
+        last_eval = -math.inf                             # evaluate at once on a fresh run: the baseline figure
     bar = tqdm(total=round(total / 1000, 1), initial=round(state["nimg"] / 1000, 1), unit="kimg",
                disable=not (progress and main), dynamic_ncols=True)
     window, t_window = [], time.time()
@@ -353,7 +368,8 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
         log(f"snapshot at {state['nimg'] / 1000:.1f} kimg" + (" (final)" if final else ""))
 
     def export(folder: Path, figures: dict) -> None:
-        info = {"name": tc.model, "training": {"kimg": round(state["nimg"] / 1000, 2), "steps": state["step"],
+        info = {"name": tc.model, "training": {"kimg": round(state["nimg"] / 1000, 3), "nimg": state["nimg"],
+                                                "steps": state["step"],
                                                 "cpu_seconds": round(state["seconds"], 1), "batch": tc.batch,
                                                 "data": {"dir": tc.data_dir, "n": len(specs),
                                                          "seed": data.meta.get("seed")},
@@ -407,4 +423,4 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             last_snapshot = time.time()
     bar.close()
     snapshot(final=True)
-    return dict(state)
+    return RunResult(dict(state), G, D, G_ema)

@@ -86,7 +86,7 @@ def run(args) -> int:
         warm = args.warm_start
     try:
         state = train.run(run_dir, tc, arch, device=args.device, warm_start=warm, max_steps=args.max_steps,
-                          progress=not args.no_progress, export_to=args.export)
+                          progress=not args.no_progress, export_to=args.export).progress
     except (checkpoint.ModelError, ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(f"stopped at {state['nimg'] / 1000:.1f} kimg, step {state['step']}; run folder {run_dir}")

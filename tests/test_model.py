@@ -1,0 +1,69 @@
+"""StyleGAN2 building blocks: shapes for both families, determinism, and that a training step moves the weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stylesynth import train
+from stylesynth.model import Discriminator, Generator, ModulatedConv, paper_config, tiny_config
+
+
+def test_cpu_family_shapes_and_styles():
+    cfg = train.default_architecture("hits")
+    G, D = Generator(cfg), Discriminator(cfg)
+    assert cfg.num_ws == 14                       # as StyleGAN2 at 256 px: 2 * log2(256) - 2
+    z = torch.randn(2, cfg.z_dim)
+    with torch.no_grad():
+        spec = G(z)
+        assert spec.shape == (2, 256, 256)
+        assert D(spec).shape == (2,)
+    convs = [m for m in G.synthesis.modules() if isinstance(m, ModulatedConv)]
+    assert len(convs) == 13 + 7                   # 13 styled convolutions + 7 skip outputs
+    assert len(G.style_affines()) == len(convs)
+
+
+def test_paper_family_builds_generates_and_takes_a_step():
+    cfg = paper_config()
+    assert (cfg.z_dim, cfg.w_dim, cfg.num_ws) == (128, 128, 14)
+    assert cfg.width(4) == 512 and cfg.width(256) == 64
+    G, D, G_ema = Generator(cfg), Discriminator(cfg), Generator(cfg)
+    with torch.no_grad():
+        assert G(torch.randn(1, 128)).shape == (1, 256, 256)
+    tc = train.TrainConfig(batch=2, r1_interval=1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    before = D.from_input.weight.detach().clone()
+    out = train.train_step(0, torch.rand(2, 256, 256) * 2 - 1, G, D, G_ema, opt_g, opt_d, tc,
+                           torch.Generator().manual_seed(0), nimg=0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert out["r1"] > 0                           # R1 ran on this step
+    assert not torch.equal(before, D.from_input.weight)
+
+
+def test_same_latent_same_spectrogram_bit_for_bit():
+    G = Generator(tiny_config()).eval()
+    with torch.no_grad():                         # noise strengths start at 0: give the noise a say
+        for name, p in G.named_parameters():
+            if name.endswith("strength"):
+                p.fill_(0.1)
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        a, b = G(z, truncation=0.7), G(z, truncation=0.7)
+        c = G(z, noise="random")
+    assert torch.equal(a, b)                      # fixed noise buffers at inference
+    assert not torch.equal(G(z, noise="const"), c)  # training noise is fresh
+
+
+def test_truncation_pulls_towards_w_avg():
+    G = Generator(tiny_config())
+    G.w_avg.copy_(torch.randn(16))
+    z = torch.randn(4, 16)
+    w1, w0 = G.map(z, truncation=1.0), G.map(z, truncation=0.0)
+    assert torch.allclose(w0, G.w_avg.expand_as(w0))
+    assert torch.allclose(G.map(z, truncation=0.5), (w1 + w0) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_minibatch_stddev_any_batch(batch):
+    D = Discriminator(tiny_config())
+    assert D(torch.randn(batch, 64, 64)).shape == (batch,)
