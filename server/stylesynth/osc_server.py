@@ -47,6 +47,10 @@ MAX_SCHEDULED = 1024       # messages waiting for their time tag, over all sende
 MAX_DEPTH = 8              # nested bundles
 MAX_BUNDLE = 256           # messages in one packet
 MAX_SENDERS = 1024         # per-sender tables are bounded (a spoofed-source flood cannot grow them forever)
+LOG_PER_SECOND = 20        # refusals logged per second; the rest are counted
+#: Addresses the server sends. Receiving one means a loop (another server, or a reply port pointing back at a
+#: server): it is dropped silently, never answered, so two servers cannot ping-pong errors forever.
+REPLY_ADDRESSES = frozenset({"/error", "/done", "/synced", "/status.reply", "/version.reply"})
 
 Address = tuple[str, int]
 
@@ -110,6 +114,7 @@ class OscServer:
         self._order = itertools.count()
         self._running = False
         self._thread: threading.Thread | None = None
+        self._log_window, self._log_count, self._log_suppressed = 0.0, 0, 0
         self.received = 0
         self.applied = 0
         self.errors = 0
@@ -181,7 +186,18 @@ class OscServer:
 
     def error(self, sender: Address, address: str, reason: str) -> None:
         self.errors += 1
-        log.info("refused %s from %s:%s: %s", address, sender[0], sender[1], reason)
+        # Logged at info for people debugging a patch, but at most LOG_PER_SECOND a second: a flood of bad
+        # packets must not become a flood of log lines.
+        now = time.monotonic()
+        if now - self._log_window >= 1.0:
+            if self._log_suppressed:
+                log.info("... %d more refusals not logged", self._log_suppressed)
+            self._log_window, self._log_count, self._log_suppressed = now, 0, 0
+        self._log_count += 1
+        if self._log_count <= LOG_PER_SECOND:
+            log.info("refused %s from %s:%s: %s", address, sender[0], sender[1], reason)
+        else:
+            self._log_suppressed += 1
         self.reply(sender, "/error", address, reason)
 
     # -- receiving ---------------------------------------------------------------------------------------------
@@ -189,6 +205,9 @@ class OscServer:
     def handle_datagram(self, data: bytes, sender: Address) -> None:
         """Check, parse and apply (or schedule) one datagram."""
         self.received += 1
+        if sender == (self.host, self.port):  # our own reply came back to us: never answer it
+            self.dropped += 1
+            return
         now = time.time()
         # One token per datagram before any work, so garbage floods are limited (and not answered by floods of
         # /error) just like valid ones; a bundle pays for its other messages once parsed.
@@ -300,6 +319,9 @@ class OscServer:
             self.applied += 1
 
     def _dispatch(self, address: str, args: list, sender: Address) -> bool:
+        if address in REPLY_ADDRESSES or address.startswith(f"{P.PREFIX}/audio/"):
+            self.dropped += 1  # a reply sent to us: answering it could start a loop
+            return False
         param = P.BY_ADDRESS.get(address)
         if param is not None:
             return self._set(param, args, sender)
@@ -397,6 +419,8 @@ class OscServer:
         port = _number(args[0], "port")
         if port != int(port) or not 0 <= port <= 65535:
             raise _Refused(f"reply port must be an integer in 0..65535, got {port:g}")
+        if int(port) == self.port and sender[0] == self.host:
+            raise _Refused(f"reply port {int(port)} is this server's own port: replies would loop")
         if int(port) == 0:
             self._reply_ports.pop(sender, None)
         else:

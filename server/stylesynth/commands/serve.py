@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("osc_port", "reply_port", "oscquery_port"):
         _check_port("--" + name.replace("_", "-"), getattr(args, name))
+    if args.reply_port and args.reply_port == args.osc_port:
+        raise CliError(f"--reply-port {args.reply_port} is the OSC port itself: replies would loop back in")
     if args.block_size < 16 or args.block_size > 8192:
         raise CliError(f"--block-size {args.block_size} is outside 16..8192")
     if args.device == "cuda":
