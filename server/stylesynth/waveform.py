@@ -70,16 +70,16 @@ def magnitude_to_audio(magnitude: np.ndarray, rep: Representation = HITS, refine
         As :func:`stylesynth.pghi.pghi`.
     """
     _check_frames(np.asarray(magnitude), rep)
-    coef = pghi(magnitude, rep, tol=tol, refine=refine, seed=seed)
-    return fast_istft(coef, rep).astype(np.float32)
+    coef = pghi(magnitude, rep, tol=tol, refine=refine, seed=seed, dtype=np.complex64)
+    return fast_istft(coef, rep)
 
 
 def magnitude_to_audio_batch(magnitudes: np.ndarray, rep: Representation = HITS, refine: int = 0,
                              tol: float = DEFAULT_TOL, seed: int = 0, workers: int = 1) -> np.ndarray:
     """Batched :func:`magnitude_to_audio`: (B, 257, frames) -> float32 (B, n_samples); item ``b`` uses ``seed + b``."""
     _check_frames(np.asarray(magnitudes), rep)
-    coef = pghi_batch(magnitudes, rep, tol=tol, refine=refine, seed=seed, workers=workers)
-    return fast_istft(coef, rep).astype(np.float32)
+    coef = pghi_batch(magnitudes, rep, tol=tol, refine=refine, seed=seed, workers=workers, dtype=np.complex64)
+    return fast_istft(coef, rep)
 
 
 def spectrogram_to_audio(spec: np.ndarray, rep: Representation = HITS, refine: int = 0,
