@@ -88,3 +88,16 @@ def test_render_key_ignores_playback_params():
     assert b.render_key() == DEFAULT.render_key()
     c, _ = DEFAULT.with_value("rate", 1.0)
     assert c.render_key() != DEFAULT.render_key()
+
+
+def test_float32_rounded_range_ends_are_the_range_ends():
+    import numpy as np
+    for name in ["query/width", "query/exponent", "strength", "truncation", "gain"]:
+        p = P.get(name)
+        for bound in (p.minimum, p.maximum):
+            s, note = DEFAULT.with_value(name, float(np.float32(bound)))
+            assert note is None and s.get(name) == pytest.approx(bound, rel=1e-6)
+    s, note = DEFAULT.with_value("query/width", 0.0199)  # really below: clamped, with a note
+    assert s.query_width == 0.02 and "clamped" in note
+    s, note = DEFAULT.with_value("gain", 3.4e39)  # beyond float32 range
+    assert s.gain == 12.0 and "clamped" in note

@@ -10,6 +10,7 @@ loaded model is the engine's check).
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 
@@ -94,7 +95,8 @@ class ControlState:
         value : float or int or bool or str
             The requested value. Numbers for ``f``/``i`` parameters (an ``i`` parameter takes an integral float,
             since Pd sends only floats; a fractional one is rounded with a note); a number or bool for ``T/F``
-            parameters (0 is false, anything else true); a string for ``s`` parameters.
+            parameters (0 is false, anything else true); a string for ``s`` parameters. A float that is a
+            range end rounded to float32 (what every OSC client sends at its end stop) counts as that end.
 
         Returns
         -------
@@ -157,10 +159,21 @@ def coerce(param: P.Param, value):
         number = float(number)
     if number < param.minimum or number > param.maximum:
         bound = param.minimum if number < param.minimum else param.maximum
+        if param.type == P.FLOAT and _same_float32(number, bound):
+            # OSC floats are float32: a fader at its end stop sends float32(0.02) = 0.0199999996. That is the
+            # bound, not an out-of-range value: take the bound without a note.
+            return float(bound), None
         side = "below the minimum" if number < param.minimum else "above the maximum"
         note = f"{param.name} {_fmt(number)} is {side} {_fmt(bound)}: clamped to {_fmt(bound)}"
         number = type(number)(bound)
     return number, note
+
+
+def _same_float32(a: float, b: float) -> bool:
+    try:
+        return struct.pack("<f", a) == struct.pack("<f", b)
+    except OverflowError:  # beyond float32's range: certainly not a rounded bound
+        return False
 
 
 def _finite_number(param: P.Param, value) -> float | int:
