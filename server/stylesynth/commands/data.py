@@ -102,38 +102,13 @@ def _render_examples(name: str, n: int, seed: int):
                    f"classes: {', '.join(procedural.CLASSES)}")
 
 
-def write_grid(specs, titles, rep, path) -> None:
-    """Spectrograms side by side in one PNG: time in seconds, frequency in kHz, [-1, 1] colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(len(specs), 4)
-    rows = (len(specs) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    extent = (0.0, rep.seconds, 0.0, rep.sample_rate / 2000.0 * rep.rows / (rep.channels / 2))
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ax, spec, title in zip(axes.flat, specs, titles):
-        ax.set_visible(True)
-        ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=-1, vmax=1, cmap="magma")
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("time (s)", fontsize=7)
-        ax.set_ylabel("kHz", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def run_examples(args) -> int:
     import json
     from pathlib import Path
 
     import soundfile as sf
 
-    from stylesynth import spectrogram
+    from stylesynth import plots, spectrogram
 
     clips, rep = _render_examples(args.set_name, args.n, args.seed)
     out = Path(args.out)
@@ -149,7 +124,7 @@ def run_examples(args) -> int:
             labels.write(json.dumps(label, sort_keys=True) + "\n")
             specs.append(spectrogram.encode(audio, rep))
             titles.append(f"{label['class']} #{i}: {label['n_events']} ev, {label['centroid_hz']:.0f} Hz")
-    write_grid(specs, titles, rep, out / f"{stem}.png")
+    plots.spectrogram_grid(specs, rep, out / f"{stem}.png", titles=titles)
     print(f"wrote {len(clips)} wavs, {stem}.labels.jsonl and {stem}.png to {out}")
     return 0
 
