@@ -58,8 +58,8 @@ def spectrogram_grid(specs, rep: Representation, path: str | Path, titles=None, 
     for ax, spec, title in zip(axes.flat, specs, titles):
         left, right, low, high = _extent(rep, spec.shape[0])
         ax.set_visible(True)
-        ax.imshow(spec, origin="lower", aspect="auto", extent=(left, right, low / 1000, high / 1000), cmap="magma",
-                  vmin=-1, vmax=1)
+        ax.imshow(np.clip(spec, -1, 1), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1,
+                  extent=(left, right, low / 1000, high / 1000))
         ax.set_title(title, fontsize=7)
         ax.set_xlabel("time (s)", fontsize=6)
         ax.set_ylabel("kHz", fontsize=6)
