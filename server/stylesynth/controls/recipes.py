@@ -1,0 +1,194 @@
+"""Which procedural examples define each model's directions, prototypes and named start points.
+
+A *source* is a way to draw labelled clips: an example set of :mod:`stylesynth.procedural.example_sets`
+(``"set:brightness/tinny"``), a training class (``"class:Modal"``), or any clip of the model's mix
+(``"mix:env"``), optionally filtered by a predicate on the label (e.g. modal clips whose material is metal).
+
+* impacts model ``hits``: brightness = tinny - muffled, rate = 5 and 7 events - 1 and 2 events, impact = hits -
+  scratches (the research system's three); prototypes Hits, Scratches, Modal, Water; start points from chosen
+  clips ("Hit - Metal", "Scratch - Carpet", "Modal - Bar", "Water - Fill", ...).
+* environmental model ``env``: brightness = bright - dark clips of the mix (label centroid above 2.5 kHz vs below
+  1 kHz), rate (shown as density) = busy - sparse clips (4 or more events per second vs at most 1); one prototype
+  per class; start points "Rain - Heavy", "Dog Bark 1", ...
+
+Each direction names the feature (:data:`stylesynth.features.FEATURE_NAMES`) its slider should move, which the
+checks and ``benchmarks/controls.py`` measure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from stylesynth import procedural
+from stylesynth.procedural import example_sets
+from stylesynth.spectrogram import ENV, HITS, Representation
+
+Predicate = Callable[[dict], bool]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A way to draw labelled clips: ``kind`` "set", "class" or "mix", ``name`` of the set/class/model, and an
+    optional label predicate (``where``) with a short description of it (``note``)."""
+
+    kind: str
+    name: str
+    where: Predicate | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.name}" + (f" ({self.note})" if self.note else "")
+
+
+@dataclass(frozen=True)
+class DirectionRecipe:
+    """Slider ``name`` (a state parameter: brightness, rate, impact) from pole A (``+``) to pole B (``-``)."""
+
+    name: str
+    pole_a: tuple[Source, ...]
+    pole_b: tuple[Source, ...]
+    label_a: str
+    label_b: str
+    feature: str            # the measurable attribute the slider should move up
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StartRecipe:
+    """A named start point: the ``pick``-th best inverted clip (best = regenerated closest) among ``candidates``
+    clips drawn from ``source``."""
+
+    name: str
+    source: Source
+    pick: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: str
+    rep: Representation
+    directions: tuple[DirectionRecipe, ...]
+    prototypes: dict[str, Source] = field(default_factory=dict)
+    start_points: tuple[StartRecipe, ...] = ()
+
+
+def _top(label: dict) -> float:
+    return float(label["band"][1])
+
+
+def _rate(label: dict, seconds: float) -> float:
+    return label["n_events"] / seconds
+
+
+HITS_RECIPE = Recipe(
+    model="hits", rep=HITS,
+    directions=(
+        DirectionRecipe("brightness", (Source("set", "brightness/tinny"),), (Source("set", "brightness/muffled"),),
+                        "tinny", "muffled", "centroid_hz", "bands reaching 7.5-7.9 kHz vs stopping at 0.5-1.75 kHz"),
+        DirectionRecipe("rate", (Source("set", "rate/5"), Source("set", "rate/7")),
+                        (Source("set", "rate/1"), Source("set", "rate/2")),
+                        "5-7 events", "1-2 events", "onsets_per_s", "events per 2 s"),
+        DirectionRecipe("impact", (Source("set", "impact/hits"),), (Source("set", "impact/scratches"),),
+                        "hits", "scratches", "event_length_s",
+                        "short sharp hits (0.05-0.4 s) vs long scratches (0.15-1.2 s); + is sharper"),
+    ),
+    prototypes={"Hits": Source("class", "Hits"), "Scratches": Source("class", "Scratches"),
+                "Modal": Source("class", "Modal"), "Water": Source("class", "Water")},
+    start_points=(
+        StartRecipe("Hit - Metal", Source("class", "Modal", lambda l: l["material"] == "metal", "metal")),
+        StartRecipe("Hit - Wood", Source("class", "Modal", lambda l: l["material"] == "wood", "wood")),
+        StartRecipe("Hit - Glass", Source("class", "Modal", lambda l: l["material"] == "glass", "glass")),
+        StartRecipe("Modal - Bar", Source("class", "Modal", lambda l: l["shape"] == "bar", "bar")),
+        StartRecipe("Modal - Plate", Source("class", "Modal", lambda l: l["shape"] == "plate", "plate")),
+        StartRecipe("Hit - Sharp", Source("class", "Hits", lambda l: _top(l) > 6000, "band above 6 kHz")),
+        StartRecipe("Knock - Muffled", Source("class", "Hits", lambda l: _top(l) < 1500, "band below 1.5 kHz")),
+        StartRecipe("Scratch - Carpet", Source("class", "Scratches", lambda l: _top(l) < 1500,
+                                               "band below 1.5 kHz")),
+        StartRecipe("Scratch - Gravel", Source("class", "Scratches",
+                                               lambda l: _top(l) > 5000 and l["n_events"] >= 3,
+                                               "band above 5 kHz, 3+ events")),
+        StartRecipe("Water - Fill", Source("class", "Water", lambda l: l["rate_hz"] < 12, "under 12 drips/s")),
+        StartRecipe("Water - Fast Fill", Source("class", "Water", lambda l: l["rate_hz"] > 20, "over 20 drips/s")),
+    ),
+)
+
+ENV_RECIPE = Recipe(
+    model="env", rep=ENV,
+    directions=(
+        DirectionRecipe("brightness", (Source("mix", "env", lambda l: l["centroid_hz"] > 2500, "centroid > 2.5 kHz"),),
+                        (Source("mix", "env", lambda l: l["centroid_hz"] < 1000, "centroid < 1 kHz"),),
+                        "bright", "dark", "centroid_hz", "spectral centroid of the clip"),
+        DirectionRecipe("rate", (Source("mix", "env", lambda l: _rate(l, ENV.seconds) >= 4, "4+ events/s"),),
+                        (Source("mix", "env", lambda l: _rate(l, ENV.seconds) <= 1, "at most 1 event/s"),),
+                        "busy", "sparse", "onsets_per_s", "density: events per second"),
+    ),
+    prototypes={name: Source("class", name) for name in procedural.environment.CLASSES},
+    start_points=(
+        StartRecipe("Rain - Heavy", Source("class", "Rain", lambda l: l["rate_hz"] > 300, "over 300 drops/s")),
+        StartRecipe("Rain - Light", Source("class", "Rain", lambda l: l["rate_hz"] < 80, "under 80 drops/s")),
+        StartRecipe("Dog Bark 1", Source("class", "DogBark"), pick=0),
+        StartRecipe("Dog Bark 2", Source("class", "DogBark"), pick=1),
+        StartRecipe("Footstep", Source("class", "Footstep")),
+        StartRecipe("Gunshot", Source("class", "Gunshot")),
+        StartRecipe("Keyboard", Source("class", "Keyboard")),
+        StartRecipe("Vehicle - Pass-by", Source("class", "MovingMotorVehicle")),
+        StartRecipe("Wind", Source("class", "Wind")),
+        StartRecipe("Stream", Source("class", "WaterStream")),
+        StartRecipe("Sneeze/Cough", Source("class", "SneezeCough")),
+    ),
+)
+
+RECIPES: dict[str, Recipe] = {"hits": HITS_RECIPE, "env": ENV_RECIPE}
+
+
+def recipe_for(model: str, rep: Representation | None = None) -> Recipe:
+    """The recipe of a model name; for another name (a checkpoint path, a test model), the recipe whose clip
+    length matches ``rep`` (hop 128: ``hits``, hop 256: ``env``)."""
+    if model in RECIPES:
+        return RECIPES[model]
+    for recipe in RECIPES.values():
+        if rep is not None and recipe.rep.hop == rep.hop:
+            return recipe
+    raise ValueError(f"no control recipe for model {model!r} (known: {', '.join(RECIPES)}; or a checkpoint whose "
+                     f"representation has hop {HITS.hop} or {ENV.hop})")
+
+
+def draw(source: Source, n: int, seed: int, rep: Representation, max_tries: int = 200
+         ) -> list[tuple[np.ndarray, dict]]:
+    """``n`` labelled clips from ``source``, reproducibly from ``seed``.
+
+    Example sets use their own seeding; classes and mixes draw clip ``i`` from ``default_rng([seed, i])`` and keep
+    those whose label satisfies ``where``. Raises :class:`ValueError` if fewer than ``n`` of ``n * max_tries``
+    draws match (a predicate that is too strict for its generator).
+    """
+    n = int(n)
+    if source.kind == "set":
+        clips = example_sets.example_set(source.name, n, seed=seed, n_samples=rep.n_samples)
+        return [c for c in clips if source.where is None or source.where(c[1])][:n]
+    out: list[tuple[np.ndarray, dict]] = []
+    for i in range(n * max_tries):
+        rng = np.random.default_rng([int(seed), i])
+        if source.kind == "class":
+            clip = procedural.render_class(source.name, rng, rep.n_samples)
+        elif source.kind == "mix":
+            clip = procedural.make_clip(source.name, rng)
+        else:
+            raise ValueError(f"unknown source kind {source.kind!r}")
+        if source.where is None or source.where(clip[1]):
+            out.append(clip)
+            if len(out) == n:
+                return out
+    raise ValueError(f"only {len(out)} of {n * max_tries} clips from {source.describe()} matched; need {n}")
+
+
+def draw_pole(sources: tuple[Source, ...], n: int, seed: int, rep: Representation) -> list[tuple[np.ndarray, dict]]:
+    """``n`` clips for one pole, split as evenly as possible over its sources."""
+    k = len(sources)
+    counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    clips = []
+    for i, (source, count) in enumerate(zip(sources, counts)):
+        if count:
+            clips += draw(source, count, seed * 7919 + i, rep)
+    return clips
