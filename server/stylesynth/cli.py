@@ -14,7 +14,7 @@ import sys
 from stylesynth import __version__
 
 # Order is the order shown in --help: the everyday commands first.
-COMMANDS = ["serve", "render", "reconstruct", "data", "train", "controls", "doctor"]
+COMMANDS = ["serve", "render", "reconstruct", "data", "train", "controls", "transfer", "query", "doctor"]
 
 EPILOG = """\
 The data flow: control (OSC, MIDI) -> state -> latent w -> spectrogram (StyleGAN2) -> waveform (PGHI, loudness)
