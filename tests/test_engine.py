@@ -313,3 +313,28 @@ def test_status_figures(engine):
     assert s["model"] == "gaver" and s["regenerations"] >= 2
     assert 0 < s["render_p50_ms"] <= s["render_p99_ms"]
     assert s["latency_p99_ms"] >= s["render_p50_ms"] * 0.5
+
+
+def test_when_applied_fires_during_a_storm(engine):
+    """/sync must answer while changes keep coming: it waits for a render including the marked change only."""
+    fired = threading.Event()
+    stop = threading.Event()
+
+    def storm():
+        i = 0
+        while not stop.is_set():
+            engine.set_param("brightness", (i % 50) / 10 - 2.5)
+            i += 1
+            time.sleep(0.002)
+
+    t = threading.Thread(target=storm)
+    t.start()
+    try:
+        time.sleep(0.05)
+        engine.set_param("seed", 21)
+        engine.when_applied(fired.set)
+        assert fired.wait(10), "never fired while the storm went on"
+        assert engine.last_clip["state"].seed == 21
+    finally:
+        stop.set()
+        t.join()

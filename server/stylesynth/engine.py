@@ -67,7 +67,9 @@ class Engine:
         self._busy = False                # the worker is rendering or loading
         self._changes_since_take = 0
         self._request_time = 0.0          # perf_counter of the newest change not yet taken by the worker
-        self._idle_callbacks: list[Callable[[], None]] = []
+        self._version = 0                 # counts changes (of state or model) made so far
+        self._done_version = 0            # the newest version the worker has finished with
+        self._applied_callbacks: list[tuple[int, Callable[[], None]]] = []
         self._rendered_key = None
         self._seq = 0
         self._running = False
@@ -238,11 +240,13 @@ class Engine:
                 self._lock.wait(remaining)
         return True
 
-    def when_idle(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once every change made so far has been rendered (at once if already idle)."""
+    def when_applied(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every change made so far is playing: the worker has finished a render (or model
+        load) that includes them. Under a storm of later changes this still fires as soon as that render is done;
+        it does not wait for the storm to end. Called at once if nothing is pending, else on the worker thread."""
         with self._lock:
-            if self._dirty or self._busy:
-                self._idle_callbacks.append(callback)
+            if self._done_version < self._version:
+                self._applied_callbacks.append((self._version, callback))
                 return
         callback()
 
@@ -270,6 +274,7 @@ class Engine:
     def _mark_dirty(self, count: bool = True) -> None:
         """Caller holds the lock."""
         self._dirty = True
+        self._version += 1
         if count:
             self._changes_since_take += 1
         self._request_time = time.perf_counter()
@@ -320,6 +325,7 @@ class Engine:
                 state = self._state
                 taken, self._changes_since_take = self._changes_since_take, 0
                 request_time = self._request_time
+                version = self._version
             self.coalesced += max(0, taken - 1)
             try:
                 if request is not None:
@@ -329,15 +335,15 @@ class Engine:
             finally:
                 with self._lock:
                     self._busy = False
-                    callbacks = []
-                    if not self._dirty:
-                        callbacks, self._idle_callbacks = self._idle_callbacks, []
+                    self._done_version = version
+                    callbacks = [cb for target, cb in self._applied_callbacks if target <= version]
+                    self._applied_callbacks = [(t, cb) for t, cb in self._applied_callbacks if t > version]
                     self._lock.notify_all()
                 for callback in callbacks:
                     try:
                         callback()
                     except Exception:
-                        log.exception("idle callback failed")
+                        log.exception("applied callback failed")
 
     def _load_model(self, name: str, on_error) -> ControlState | None:
         if self._synth is not None and name == self._synth.name:

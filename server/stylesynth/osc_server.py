@@ -399,7 +399,7 @@ class OscServer:
         token = args[0]
         if isinstance(token, (bytes, bytearray, tuple)) or token is None:
             raise _Refused("/sync expects an id (int, float or string)")
-        self.engine.when_idle(lambda: self.reply(sender, "/synced", token))
+        self.engine.when_applied(lambda: self.reply(sender, "/synced", token))
         return True
 
     def _cmd_notify(self, args, sender) -> bool:

@@ -211,7 +211,8 @@ COMMANDS: dict[str, Command] = {c.address: c for c in [
     Command("/version", "", "/version.reply stylesynth version",
             "Program name and version."),
     Command("/sync", "i", "/synced id",
-            "Reply once every message received before it has been applied (and its regeneration done)."),
+            "Reply once every message received before it has been applied and a clip including it has gone to the "
+            "player (it does not wait for a storm of later changes to end)."),
     Command("/notify", "i [i]", "/done /notify",
             "1 subscribes the reply address to value changes and new-audio events, 0 unsubscribes; an optional "
             "second argument 1 also sends each clip as chunked blobs (/stylesynth/audio/chunk)."),
