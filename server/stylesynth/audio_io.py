@@ -96,6 +96,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Loade
             break
         except Exception as exc:  # noqa: BLE001 - each reader fails in its own way; we report them all
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if type(exc).__name__ == "NoBackendError":
+                text = "no installed decoder recognises it"
             errors.append(f"{reader}: {text}")
     if data is None:
         raise AudioError(f"{path}: not an audio file that can be read ({'; '.join(errors)})")

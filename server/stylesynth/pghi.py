@@ -299,9 +299,10 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
 
 
 def _log_magnitude(mag: np.ndarray) -> np.ndarray:
-    """Natural log of ``mag`` in float32 (vectorised), zeros clamped to 1e-30 of the peak."""
+    """Natural log of ``mag`` in float32 (vectorised); zeros are clamped to 1e-30 of the peak (and to a float32
+    normal number), so the log is always finite."""
     peak = float(mag.max()) if mag.size else 0.0
-    tiny = peak * 1e-30 if peak > 0 else 1e-300
+    tiny = max(peak * 1e-30, 1e-37)
     return np.log(np.maximum(mag, tiny).astype(np.float32))
 
 
