@@ -119,10 +119,15 @@ def to_grid(specs: torch.Tensor, rows: int, frames: int) -> torch.Tensor:
 
 def clips_to_specs(clips, rep, rows: int, frames: int) -> torch.Tensor:
     """Audio clips (list of 1-D arrays at ``rep``'s rate) -> model spectrograms (N, rows, frames) in [-1, 1]."""
-    from stylesynth.spectrogram import encode
+    from stylesynth.spectrogram import encode_torch
 
-    specs = np.stack([encode(np.asarray(c, dtype=np.float64), rep) for c in clips])
-    return to_grid(torch.from_numpy(specs), rows, frames)
+    if not len(clips):
+        return torch.empty(0, rows, frames)
+    audio = np.zeros((len(clips), rep.n_samples))
+    for i, clip in enumerate(clips):          # cut or zero-pad each clip to the model's length
+        clip = np.asarray(clip, dtype=np.float64).reshape(-1)[: rep.n_samples]
+        audio[i, : len(clip)] = clip
+    return to_grid(encode_torch(torch.from_numpy(audio), rep), rows, frames)
 
 
 def random_masks(batch: int, rows: int, frames: int, generator: torch.Generator, p: float = 0.5,

@@ -1,0 +1,187 @@
+"""Building controls for real: an encoder trained (briefly) on a tiny generator, example sets inverted, directions
+checked on held-out examples; and the ``controls``, ``transfer`` and ``query`` commands on a small checkpoint."""
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from test_controls_unit import tiny_generator
+
+from stylesynth import cli
+from stylesynth.checkpoint import save_generator
+from stylesynth.controls import load_bundle, state_to_w
+from stylesynth.controls import recipes as R
+from stylesynth.controls.build import BuildSettings, compute_controls
+from stylesynth.controls.directions import orthonormal, separation
+from stylesynth.controls.encoder import (EncoderTraining, clips_to_specs, invert, random_masks, sample_latents,
+                                         synthesize, train_encoder)
+from stylesynth.model import Generator, ModelConfig
+from stylesynth.spectrogram import HITS
+from stylesynth.state import DEFAULT
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(2)
+    gen = tiny_generator()
+    encoder, log = train_encoder(gen, EncoderTraining(pool=256, steps=150, batch=16, regen_steps=4, regen_batch=4))
+    return gen, encoder, log
+
+
+@pytest.fixture(scope="module")
+def built(trained):
+    gen, encoder, _ = trained
+    settings = BuildSettings(examples=12, check_examples=10, candidates=2, scale_latents=1024, eval_samples=16)
+    return compute_controls(gen, encoder, R.HITS_RECIPE, settings, model="tiny")
+
+
+def test_encoder_learns_to_invert_generator_samples(trained):
+    gen, encoder, log = trained
+    assert log["final_w_loss"] < 1.0 and np.isfinite(log["final_spec_loss"])
+    w = sample_latents(gen, 64, seed=99)                      # held out: another seed than the pool
+    w_hat = invert(encoder, synthesize(gen, w))
+    r2 = 1 - float((w_hat - w).square().sum() / (w - w.mean(0)).square().sum())
+    assert r2 > 0.3, f"the encoder recovers only {r2:.2f} of the latents' variance"
+    untrained = type(encoder)(encoder.cfg)
+    untrained.load_state_dict({k: v for k, v in encoder.state_dict().items() if k.startswith("w_")}, strict=False)
+    r2_untrained = 1 - float((invert(untrained.eval(), synthesize(gen, w)) - w).square().sum()
+                             / (w - w.mean(0)).square().sum())
+    assert r2 > r2_untrained + 0.2
+
+
+def test_masks_hide_spans_and_bands_but_not_everything():
+    g = torch.Generator().manual_seed(0)
+    m = random_masks(200, 64, 64, g)
+    assert set(m.unique().tolist()) == {0.0, 1.0}
+    full = (m == 1).flatten(1).all(1).float().mean()
+    assert 0.15 < float(full) < 0.4                       # ~25 % unmasked (the inference case)
+    assert float(m.mean()) > 0.8
+
+
+def test_directions_point_the_right_way_on_held_out_examples(built, trained):
+    bundle, figures = built
+    gen, encoder, _ = trained
+    assert list(bundle.directions) == ["brightness", "rate", "impact"]
+    for name, recipe in zip(bundle.directions, R.HITS_RECIPE.directions):
+        check = figures["directions"][name]["heldout_check"]          # 10 + 10 clips of other seeds
+        assert check["auc"] > 0.7 and check["effect"] > 0, (name, check)
+        if name == "impact":
+            # The tiny generator is untrained, so its encoder sees little of an event's length and impact only
+            # separates weakly here (AUC ~0.6-0.7); the shipped model's test holds it to the full standard.
+            continue
+        # Recomputed on yet other examples: pole A (tinny, busy) above pole B. Swapped poles would give ~0.
+        specs = lambda sources, seed: clips_to_specs([c[0] for c in R.draw_pole(sources, 12, seed, HITS)],  # noqa
+                                                     HITS, 64, 64)
+        fresh = separation(invert(encoder, specs(recipe.pole_a, 4242)), invert(encoder, specs(recipe.pole_b, 4243)),
+                           bundle.directions[name])
+        assert fresh["auc"] > 0.75 and fresh["effect"] > 0, (name, fresh)
+    # Directions are distinct (none a copy of another, as the original's swapped pair was).
+    d = torch.stack(list(bundle.directions.values()))
+    assert float((d @ d.T - torch.eye(3)).abs().max()) < 0.99
+
+
+def test_built_bundle_is_complete_and_usable(built, trained, tmp_path):
+    bundle, figures = built
+    gen, _, _ = trained
+    assert bundle.prototype_names == ["Hits", "Scratches", "Modal", "Water"]
+    assert [s.name for s in R.HITS_RECIPE.start_points] == bundle.start_point_names
+    assert len(bundle.sefa_vectors) == 10 and orthonormal(bundle.sefa_vectors)
+    assert all(v > 0 for v in bundle.direction_scales.values())
+    for name in bundle.start_point_names:
+        s, _ = DEFAULT.with_values({"start": name, "brightness": 1.0, "prototype": "Water"})
+        assert torch.isfinite(state_to_w(s, gen, bundle)).all()
+    # The query path through the real encoder: deterministic, and the pull moves it towards the prototype.
+    q, _ = DEFAULT.with_values({"query/run": True, "query/width": 0.6, "query/density": 2})
+    w1, w2 = state_to_w(q, gen, bundle), state_to_w(q, gen, bundle)
+    assert torch.equal(w1, w2)
+    qp, _ = q.with_values({"prototype": "Scratches", "strength": 0.7})
+    p = bundle.prototypes["Scratches"]
+    assert float((state_to_w(qp, gen, bundle)[0, 0] - p).norm()) < float((w1[0, 0] - p).norm())
+
+
+# --- the commands, on a small checkpoint whose spectrograms are full size (so audio can be made) ----------------
+
+def small_config() -> ModelConfig:
+    res = [4, 8, 16, 32, 64, 128, 256]
+    return ModelConfig(family="cpu", z_dim=32, w_dim=32, mapping_layers=2, channels={str(r): 32 for r in res},
+                       d_channels={str(r): 32 for r in res})
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    gen = Generator(small_config()).eval()
+    with torch.no_grad():
+        gen.map(torch.randn(512, 32), update_w_avg=0.0)
+    folder = save_generator(gen, tmp_path_factory.mktemp("ckpt") / "small", HITS, {"name": "small"})
+    code = cli.main(["controls", "build", "--model", "hits", "--checkpoint", str(folder), "--examples", "2",
+                     "--check-examples", "2", "--candidates", "1", "--encoder-pool", "16", "--encoder-steps", "3",
+                     "--regen-steps", "1", "--no-progress"])
+    assert code == 0
+    return folder
+
+
+def test_build_writes_the_three_files_and_show_reads_them(small_checkpoint, capsys):
+    folder = small_checkpoint
+    for name in ("encoder.safetensors", "controls.safetensors", "controls.json"):
+        assert (folder / name).is_file()
+    meta = json.loads((folder / "controls.json").read_text())
+    assert meta["model"] == "hits" and meta["w_dim"] == 32 and meta["directions"] == ["brightness", "rate", "impact"]
+    enc = meta["figures"]["encoder"]
+    assert enc["generator_error_db"]["n"] == 64 and enc["gaver_error_db"]["median"] >= 0
+    capsys.readouterr()
+    assert cli.main(["controls", "show", "--model", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "brightness" in out and "tinny / muffled" in out and "Hit - Metal" in out and "SeFa: 10" in out
+
+
+def test_transfer_and_query_write_audio(small_checkpoint, tmp_path, capsys):
+    folder = small_checkpoint
+    ref = tmp_path / "ref.wav"
+    clip = R.draw(R.Source("set", "brightness/tinny"), 1, 0, HITS)[0][0]
+    soundfile.write(str(ref), np.concatenate([clip, clip]), 16000)            # longer than a clip: cut
+    out = tmp_path / "out.wav"
+    assert cli.main(["transfer", "--model", str(folder), "--seed", "3", "--reference", str(ref),
+                     "--attribute", "brightness", "-o", str(out)]) == 0
+    audio, rate = soundfile.read(str(out))
+    assert rate == 16000 and len(audio) == HITS.n_samples and np.isfinite(audio).all()
+    assert "brightness: coordinate" in capsys.readouterr().out
+    q = tmp_path / "q.wav"
+    assert cli.main(["query", "--model", str(folder), "--prototype", "Hits", "--width", "0.05", "--density", "4",
+                     "-o", str(q), "--reference-out", str(tmp_path / "qref.wav")]) == 0
+    assert soundfile.info(str(q)).frames == HITS.n_samples and (tmp_path / "qref.wav").is_file()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["controls", "build", "--model", "no-such-model"], "no model 'no-such-model'"),
+    (["controls", "show", "--model", "no-such-model"], "no model 'no-such-model'"),
+    (["transfer", "--model", "SMALL", "--reference", "missing.wav", "--attribute", "brightness", "-o", "x.wav"],
+     "missing.wav: no such file"),
+    (["transfer", "--model", "SMALL", "--reference", "REF", "--attribute", "loudness", "-o", "x.wav"],
+     "has no direction 'loudness' .choices: brightness, rate, impact, sefa/1"),
+    (["transfer", "--model", "SMALL", "--reference", "REF", "--attribute", "impact", "--start", "Nope", "-o",
+      "x.wav"], "start point 'Nope' is not one of model 'hits'"),
+    (["query", "--model", "SMALL", "--prototype", "Dogs", "-o", "x.wav"], "prototype 'Dogs' is not one of"),
+    (["query", "--model", "SMALL", "--width", "nan", "-o", "x.wav"], "query/width refuses nan"),
+])
+def test_command_errors_are_one_line_exit_2(small_checkpoint, tmp_path, capsys, argv, match):
+    import re
+    ref = tmp_path / "ref.wav"
+    soundfile.write(str(ref), np.zeros(1000), 16000)
+    argv = [str(small_checkpoint) if a == "SMALL" else str(ref) if a == "REF" else a for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+
+
+def test_controls_refused_after_the_generator_changes(small_checkpoint, tmp_path, capsys):
+    import shutil
+    folder = tmp_path / "copy"
+    shutil.copytree(small_checkpoint, folder)
+    torch.manual_seed(5)
+    save_generator(Generator(small_config()).eval(), folder, HITS, {"name": "small"})   # a new training export
+    assert cli.main(["controls", "show", "--model", str(folder)]) == 0      # show reads the files alone...
+    gen_meta = __import__("stylesynth.checkpoint", fromlist=["load_generator"]).load_generator(folder)
+    with pytest.raises(Exception, match="built for another generator"):     # ...but use with the generator fails
+        load_bundle(folder, gen_meta[0])
