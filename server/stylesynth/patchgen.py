@@ -70,18 +70,15 @@ def layout_prototypes(model: str = "hits") -> list[str]:
     Parameters
     ----------
     model : str
-        Checkpoint folder under ``checkpoints/`` whose ``controls.json`` lists ``prototypes`` (a list of names, or
-        an object keyed by name). Without that file, the model-free Gaver renderer's prototypes are used, which is
-        what the server plays with no checkpoint.
+        The model whose prototypes to offer: the names in ``checkpoints/<model>/controls.json`` when its controls
+        are built, else the names its controls recipe (:data:`stylesynth.controls.recipes.RECIPES`) will build.
     """
     controls = ROOT / "checkpoints" / model / "controls.json"
-    names: list[str] = []
     if controls.is_file():
-        found = json.loads(controls.read_text()).get("prototypes", [])
-        names = list(found) if isinstance(found, (list, dict)) else []
-    if not names:
-        from stylesynth.gaver_synth import GaverSynth
-        names = list(GaverSynth.prototypes)
+        names = json.loads(controls.read_text()).get("prototypes", [])
+    else:
+        from stylesynth.controls.recipes import RECIPES
+        names = list(RECIPES[model].prototypes)
     return ["none", *[str(n) for n in names]]
 
 
