@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MAX_PACKET = 1400
 CHUNK_SAMPLES = 320        # 1280 bytes of float32 + 48 bytes of address, tags and ints = 1328 < 1400
 KEEP_CLIPS = 16            # wav files kept in the cache folder
+MAX_SUBSCRIBERS = 64       # UDP has no disconnect: a bound keeps a /notify flood from growing this forever
 
 Address = tuple[str, int]
 
@@ -64,7 +65,10 @@ class ClientHub:
     # -- subscriptions -----------------------------------------------------------------------------------------
 
     def subscribe(self, address: Address, chunks: bool = False) -> None:
+        """Add (or update) a subscriber; ``ValueError`` when :data:`MAX_SUBSCRIBERS` are already subscribed."""
         with self._lock:
+            if address not in self._subscribers and len(self._subscribers) >= MAX_SUBSCRIBERS:
+                raise ValueError(f"{MAX_SUBSCRIBERS} clients are subscribed already: send /notify 0 from one")
             self._subscribers[address] = Subscriber(address, chunks)
 
     def unsubscribe(self, address: Address) -> None:

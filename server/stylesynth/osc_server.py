@@ -408,7 +408,10 @@ class OscServer:
         chunks = _flag(args[1], "chunks flag") if len(args) > 1 else False
         target = self.reply_address(sender)
         if on:
-            self.clients.subscribe(target, chunks=chunks)
+            try:
+                self.clients.subscribe(target, chunks=chunks)
+            except ValueError as exc:
+                raise _Refused(str(exc)) from None
         else:
             self.clients.unsubscribe(target)
         self.reply(sender, "/done", "/notify", int(on))
