@@ -277,3 +277,17 @@ def test_floor_tolerance_tracks_the_peak():
     tol = W.floor_tolerance(mag, rep)
     floor = 10 ** (rep.db_floor / 10)
     assert floor / mag.max() < tol < 1.01 * floor / mag.max()
+
+
+def test_magnitude_to_audio_detects_a_decoded_floor():
+    rep = HITS
+    spec = encode(make("chirp", rep), rep) - 0.1           # a generator image peaking at -2.5 dB
+    mag = decode(spec, rep)
+    assert W._auto_tolerance(mag, rep) == pytest.approx(W.floor_tolerance(mag, rep))
+    assert W._auto_tolerance(np.abs(stft(make("chirp", rep), rep)), rep) == P.DEFAULT_TOL
+    # floor coefficients get a random phase instead of being integrated: same quality
+    auto = W.magnitude_to_audio(mag, rep)
+    forced = W.magnitude_to_audio(mag, rep, tol=P.DEFAULT_TOL)
+    sc_auto = P.spectral_convergence(mag, auto.astype(np.float64), rep)
+    sc_forced = P.spectral_convergence(mag, forced.astype(np.float64), rep)
+    assert sc_auto < sc_forced + 0.3

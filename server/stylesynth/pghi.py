@@ -72,6 +72,31 @@ def _transpose(a):  # pragma: no cover - compiled
     return out
 
 
+@njit(cache=True, nogil=True)
+def _prepare(mag):  # pragma: no cover - compiled
+    """One pass over a (bins, F) magnitude: |mag| transposed to frame-major float32 (blocked), its peak, and how many
+    values are NaN or infinite."""
+    rows, cols = mag.shape
+    out = np.empty((cols, rows), dtype=np.float32)
+    peak = 0.0
+    bad = 0
+    blk = 32
+    for r0 in range(0, rows, blk):
+        r1 = min(r0 + blk, rows)
+        for c0 in range(0, cols, blk):
+            c1 = min(c0 + blk, cols)
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    v = abs(mag[r, c])
+                    if not v < np.inf:          # NaN or inf
+                        bad += 1
+                        v = 0.0
+                    elif v > peak:
+                        peak = v
+                    out[c, r] = v
+    return out, peak, bad
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _random_phase(seed, i):  # pragma: no cover - compiled
     """A phase in [-pi, pi) from a counter-based generator (splitmix64 of seed and index): deterministic, no state,
@@ -94,9 +119,10 @@ def _push(i, b, head, nxt, group, top):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M):  # pragma: no cover
     """Pop the strongest waiting coefficient, give its waiting 4-neighbours a phase by the trapezoid rule, push
-    them; until the queue is empty. Everything reached is labelled region ``r``."""
+    them; until the queue is empty. Everything reached is labelled region ``r``; returns how many were reached."""
     nominal_step = 2.0 * np.pi * a / M
     last = (n_frames - 1) * n_bins
+    reached = 0
     while True:
         while top >= 0 and head[top] == -1:
             if group[top >> 6] == 0:
@@ -120,6 +146,7 @@ def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_fram
             phase[j] = p + nominal + 0.5 * (dti + dt[j])
             state[j] = -2
             region[j] = r
+            reached += 1
             top = _push(j, bj, head, nxt, group, top)
         # previous frame (circular)
         j = i - n_bins if i >= n_bins else i + last
@@ -128,6 +155,7 @@ def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_fram
             phase[j] = p - nominal - 0.5 * (dti + dt[j])
             state[j] = -2
             region[j] = r
+            reached += 1
             top = _push(j, bj, head, nxt, group, top)
         # next bin
         if m + 1 < n_bins:
@@ -137,6 +165,7 @@ def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_fram
                 phase[j] = p + 0.5 * (dfi + df[j])
                 state[j] = -2
                 region[j] = r
+                reached += 1
                 top = _push(j, bj, head, nxt, group, top)
         # previous bin
         if m > 0:
@@ -146,14 +175,52 @@ def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_fram
                 phase[j] = p - 0.5 * (dfi + df[j])
                 state[j] = -2
                 region[j] = r
+                reached += 1
                 top = _push(j, bj, head, nxt, group, top)
+    return reached
+
+
+@njit(cache=True, nogil=True)
+def _seeds(state, mag1, n_bins, n_frames, n_buckets):  # pragma: no cover - compiled
+    """Seeds for the coefficients still waiting: their local maxima (>= the 4-neighbours), counting-sorted by
+    bucket, strongest first. Branch-free: on noise the comparisons are coin flips and mispredicted branches cost
+    more than the arithmetic."""
+    n_coef = n_bins * n_frames
+    count = np.zeros(n_buckets + 1, dtype=np.int32)
+    unsorted = np.empty(n_coef, dtype=np.int32)
+    n_cand = 0
+    for n in range(n_frames):
+        o = n * n_bins
+        on = ((n + 1) % n_frames) * n_bins
+        op = ((n - 1 + n_frames) % n_frames) * n_bins
+        for m in range(n_bins):
+            i = o + m
+            st = state[i]
+            if st < 0:                  # below tolerance or already assigned (long predictable runs)
+                continue
+            v = mag1[i]
+            left = mag1[i - 1] if m > 0 else v
+            right = mag1[i + 1] if m < n_bins - 1 else v
+            ok = (mag1[on + m] <= v) & (mag1[op + m] <= v) & (left <= v) & (right <= v)
+            unsorted[n_cand] = i
+            n_cand += ok
+            count[n_buckets - st] += ok
+    for b in range(n_buckets):
+        count[b + 1] += count[b]
+    cand = np.empty(n_cand, dtype=np.int32)
+    for c in range(n_cand):
+        i = unsorted[c]
+        k = n_buckets - 1 - state[i]
+        cand[count[k]] = i
+        count[k] += 1
+    return cand
 
 
 @njit(cache=True, nogil=True)
 def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: no cover - compiled
     """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
 
-    ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous; ``s`` its natural log (any finite value where
+    ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous (float32 or float64); ``s`` its natural log (any finite value where
     ``mag`` is 0). ``known`` is either (F, M/2+1) phases with NaN where unknown (anchored PGHI: known phases are kept
     and integration starts from all of them at once) or any other shape for none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1), wrapped to [-pi, pi].
     """
@@ -161,20 +228,24 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
     n_coef = n_frames * n_bins
     mag1 = mag.ravel()
     phase = np.zeros(n_coef)
+    out = np.empty(n_coef, dtype=np.float32)
 
     mmax = 0.0
+    imax = 0
     for i in range(n_coef):
         if mag1[i] > mmax:
             mmax = mag1[i]
+            imax = i
     if not mmax > 0.0:
         for i in range(n_coef):
-            phase[i] = _random_phase(seed, i)
+            out[i] = _random_phase(seed, i)
         if known.shape[0] == n_frames and known.shape[1] == n_bins:
             known1 = known.ravel()
             for i in range(n_coef):
                 if not np.isnan(known1[i]):
-                    phase[i] = known1[i]
-        return phase.reshape((n_frames, n_bins)), 0
+                    q = known1[i]
+                    out[i] = q - 2.0 * np.pi * math.floor(q / (2.0 * np.pi) + 0.5)
+        return out.reshape((n_frames, n_bins)), 0
     thr = tol * mmax
 
     # phase gradients. dt: the log-magnitude part of the advance per frame (the nominal 2 pi a m / M is added in
@@ -202,39 +273,14 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
     scale = (n_buckets - 1) / span if span > 0 else 0.0
     state = np.empty(n_coef, dtype=np.int32)
     s1 = s.ravel()
+    n_sig = 0
     for i in range(n_coef):
         if mag1[i] > thr:
             b = int((s1[i] - s_lo) * scale)
             state[i] = min(max(b, 0), n_buckets - 1)
+            n_sig += 1
         else:
             state[i] = -1
-
-    # seeds: local maxima (>= their 4-neighbours), counting-sorted by bucket, strongest first. Branch-free: on
-    # noise the comparisons are coin flips and mispredicted branches cost more than the arithmetic.
-    count = np.zeros(n_buckets + 1, dtype=np.int32)
-    unsorted = np.empty(n_coef, dtype=np.int32)
-    n_cand = 0
-    for n in range(n_frames):
-        o = n * n_bins
-        on = ((n + 1) % n_frames) * n_bins
-        op = ((n - 1 + n_frames) % n_frames) * n_bins
-        for m in range(n_bins):
-            i = o + m
-            v = mag1[i]
-            left = mag1[i - 1] if m > 0 else 0.0
-            right = mag1[i + 1] if m < n_bins - 1 else 0.0
-            ok = (state[i] >= 0) & (mag1[on + m] <= v) & (mag1[op + m] <= v) & (left <= v) & (right <= v)
-            unsorted[n_cand] = i
-            n_cand += ok
-            count[n_buckets - max(state[i], 0)] += ok
-    for b in range(n_buckets):
-        count[b + 1] += count[b]
-    cand = np.empty(n_cand, dtype=np.int32)
-    for c in range(n_cand):
-        i = unsorted[c]
-        k = n_buckets - 1 - state[i]
-        cand[count[k]] = i
-        count[k] += 1
 
     # integration with a bucket queue (LIFO inside a bucket), trapezoid rule to the unassigned 4-neighbours.
     # group[g] counts the items in buckets 64 g .. 64 g + 63, so finding the next non-empty bucket skips empty
@@ -244,6 +290,7 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
     nxt = np.empty(n_coef, dtype=np.int32)
     region = np.full(n_coef, -1, dtype=np.int32)
     n_regions = 0
+    n_done = 0                      # significant coefficients assigned so far
     anchored = False
     if known.shape[0] == n_frames and known.shape[1] == n_bins:
         # anchored: every known coefficient keeps its phase; the significant ones seed region 0 together
@@ -255,21 +302,46 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
                 region[i] = 0
                 if state[i] >= 0:
                     top = _push(i, state[i], head, nxt, group, top)
+                    n_done += 1
                 state[i] = -2
                 anchored = True
         if anchored:
             n_regions = 1
-            _grow(top, 0, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
-    for k in range(n_cand):
-        i0 = cand[k]
-        if state[i0] < 0:
-            continue
+            n_done += _grow(top, 0, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
+    # the first seed is the first local maximum (raster order) in the top bucket, as the full sorted list would give;
+    # on dense spectrograms its region reaches everything and the list of local maxima is never built
+    if n_done < n_sig and state[imax] >= 0:
+        b_top = state[imax]
+        for i in range(n_coef):
+            if state[i] == b_top:
+                v = mag1[i]
+                m = i % n_bins
+                if mag1[i - n_bins if i >= n_bins else i + (n_frames - 1) * n_bins] > v:
+                    continue
+                if mag1[i + n_bins if i < (n_frames - 1) * n_bins else i - (n_frames - 1) * n_bins] > v:
+                    continue
+                if (m > 0 and mag1[i - 1] > v) or (m < n_bins - 1 and mag1[i + 1] > v):
+                    continue
+                imax = i
+                break
         r = n_regions
         n_regions += 1
-        top = _push(i0, state[i0], head, nxt, group, -1)
-        state[i0] = -2
-        region[i0] = r
-        _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
+        top = _push(imax, state[imax], head, nxt, group, -1)
+        state[imax] = -2
+        region[imax] = r
+        n_done += 1 + _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
+    if n_done < n_sig:
+        cand = _seeds(state, mag1, n_bins, n_frames, n_buckets)
+        for k in range(cand.shape[0]):
+            i0 = cand[k]
+            if state[i0] < 0:
+                continue
+            r = n_regions
+            n_regions += 1
+            top = _push(i0, state[i0], head, nxt, group, -1)
+            state[i0] = -2
+            region[i0] = r
+            n_done += 1 + _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
 
     # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible
     acc_re = np.zeros(n_regions)
@@ -292,29 +364,30 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
         r = region[i]
         if r >= 0:
             q = phase[i] + rot[r]
-            phase[i] = q - two_pi * math.floor(q / two_pi + 0.5)
+            out[i] = q - two_pi * math.floor(q / two_pi + 0.5)
         else:
-            phase[i] = _random_phase(seed, i)
-    return phase.reshape((n_frames, n_bins)), n_regions
+            out[i] = _random_phase(seed, i)
+    return out.reshape((n_frames, n_bins)), n_regions
 
 
-def _log_magnitude(mag: np.ndarray) -> np.ndarray:
+def _log_magnitude(mag: np.ndarray, peak: float | None = None) -> np.ndarray:
     """Natural log of ``mag`` in float32 (vectorised); zeros are clamped to 1e-30 of the peak (and to a float32
     normal number), so the log is always finite."""
-    peak = float(mag.max()) if mag.size else 0.0
-    tiny = max(peak * 1e-30, 1e-37)
-    return np.log(np.maximum(mag, tiny).astype(np.float32))
+    if peak is None:
+        peak = float(mag.max()) if mag.size else 0.0
+    tiny = np.float32(max(peak * 1e-30, 1e-37))
+    return np.log(np.maximum(mag, tiny, dtype=np.float32))
 
 
 def _polar(mag_t: np.ndarray, phase_t: np.ndarray, dtype=np.complex128) -> np.ndarray:
     """``mag * exp(1j * phase)`` from frame-major (F, bins) inputs, returned as a (bins, F) view of a frame-major
-    array. sin/cos run in float32 (the phase is wrapped, so the error is ~1e-7 rad)."""
-    p32 = phase_t.astype(np.float32)
-    if dtype == np.complex64:
+    array. sin/cos run in float32 (vectorised; the phase is wrapped, so the error is ~2e-7 rad)."""
+    p32 = phase_t if phase_t.dtype == np.float32 else phase_t.astype(np.float32)
+    if dtype == np.complex64 and mag_t.dtype != np.float32:
         mag_t = mag_t.astype(np.float32)
     out = np.empty(mag_t.shape, dtype=dtype)
-    out.real = mag_t * np.cos(p32)
-    out.imag = mag_t * np.sin(p32)
+    np.multiply(mag_t, np.cos(p32), out=out.real)
+    np.multiply(mag_t, np.sin(p32), out=out.imag)
     return out.T
 
 
@@ -323,8 +396,12 @@ _NO_KNOWN = np.empty((0, 0))
 
 def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
                known_phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """PGHI of a (bins, F) magnitude -> (phase_t, mag_t), both frame-major (F, bins)."""
-    mag_t = _transpose(mag)
+    """PGHI of a (bins, F) magnitude -> (phase_t float32, |mag|_t float32), both frame-major (F, bins).
+
+    Raises ValueError for NaN/inf magnitudes or a malformed ``known_phase``."""
+    mag_t, peak, bad = _prepare(mag)
+    if bad:
+        raise ValueError(f"magnitude has {bad} NaN/inf values")
     known = _NO_KNOWN
     if known_phase is not None:
         known = np.asarray(known_phase, dtype=np.float64)
@@ -333,7 +410,7 @@ def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
         if np.isinf(known).any():
             raise ValueError("known_phase must be finite where known (NaN marks unknown)")
         known = _transpose(np.ascontiguousarray(known))
-    phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t), float(rep.hop), float(rep.channels),
+    phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t, peak), float(rep.hop), float(rep.channels),
                               float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known)
     return phase_t, mag_t
 
@@ -474,14 +551,17 @@ def fast_istft(coefficients: np.ndarray, rep: Representation = HITS) -> np.ndarr
 # ---------------------------------------------------------------------------------------------------------------
 
 def _check_magnitude(magnitude: np.ndarray, rep: Representation, batched: bool) -> np.ndarray:
-    mag = np.asarray(magnitude, dtype=np.float64)
+    """Shape check only; non-finite values are counted by the kernel's first pass (:func:`_prepare`)."""
+    mag = np.asarray(magnitude)
+    if mag.dtype.kind not in "fiu":
+        raise ValueError(f"magnitude must be real (e.g. np.abs of the coefficients), got dtype {mag.dtype}")
     want = 3 if batched else 2
     if mag.ndim != want or mag.shape[-2] != rep.rows + 1:
         shape = "(B, " if batched else "("
         raise ValueError(f"magnitude must have shape {shape}{rep.rows + 1}, frames), got {mag.shape}")
-    if not np.all(np.isfinite(mag)):
-        raise ValueError(f"magnitude has {int(np.sum(~np.isfinite(mag)))} NaN/inf values")
-    return np.ascontiguousarray(np.abs(mag))
+    if mag.dtype not in (np.float32, np.float64):
+        mag = mag.astype(np.float64)
+    return mag
 
 
 def pghi_phase(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL,
@@ -489,7 +569,21 @@ def pghi_phase(magnitude: np.ndarray, rep: Representation = HITS, tol: float = D
     """The PGHI phase alone (float64 in [-pi, pi], same shape as ``magnitude``), without refinement. See
     :func:`pghi`."""
     mag = _check_magnitude(magnitude, rep, batched=False)
-    return np.ascontiguousarray(_integrate(mag, rep, tol, seed, known_phase)[0].T)
+    return np.ascontiguousarray(_integrate(mag, rep, tol, seed, known_phase)[0].T, dtype=np.float64)
+
+
+def _coefficients_t(mag: np.ndarray, rep: Representation, tol: float, seed: int, known_phase, dtype,
+                    refine: int) -> np.ndarray:
+    """Frame-major (F, bins) coefficients of ``dtype``: float32 magnitude for complex64 (the audio path), the exact
+    float64 magnitude for complex128; refined in complex128 when ``refine > 0``."""
+    phase_t, mag32_t = _integrate(mag, rep, tol, seed, known_phase)
+    if np.dtype(dtype) == np.complex64 and refine <= 0:
+        return _polar(mag32_t, phase_t, np.complex64).T
+    mag_t = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
+    coef_t = _polar(mag_t, phase_t).T
+    if refine > 0:
+        coef_t = _fgla_t(mag_t[None], coef_t[None], rep, refine, FGLA_MOMENTUM)[0]
+    return coef_t.astype(dtype, copy=False)
 
 
 def _fgla_t(mag_t: np.ndarray, c_t: np.ndarray, rep: Representation, iterations: int,
@@ -569,27 +663,24 @@ def pghi(magnitude: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT
     >>> y = istft(coef, HITS)                                  # doctest: +SKIP
     """
     mag = _check_magnitude(magnitude, rep, batched=False)
-    phase_t, mag_t = _integrate(mag, rep, tol, seed, known_phase)
-    if refine > 0:
-        coef = _polar(mag_t, phase_t)
-        coef = _fgla_t(mag_t[None], coef.T[None], rep, refine, FGLA_MOMENTUM)[0].T
-        return coef.astype(dtype, copy=False)
-    return _polar(mag_t, phase_t, np.dtype(dtype).type)
+    return _coefficients_t(mag, rep, tol, seed, known_phase, dtype, refine).T
 
 
 def pghi_batch(magnitudes: np.ndarray, rep: Representation = HITS, tol: float = DEFAULT_TOL, refine: int = 0,
                seed: int = 0, workers: int = 1, dtype=np.complex128) -> np.ndarray:
-    """:func:`pghi` over a batch: ``magnitudes`` (B, 257, frames) -> complex128 (B, 257, frames).
+    """:func:`pghi` over a batch: ``magnitudes`` (B, 257, frames) -> ``dtype`` (B, 257, frames).
 
     Item ``b`` uses seed ``seed + b``, so an item's result does not depend on the batch it came in only through its
     position. ``workers > 1`` integrates items in parallel threads (the numba kernel releases the GIL); refinement
     runs batched.
     """
     mags = _check_magnitude(magnitudes, rep, batched=True)
-    out_t = np.empty((mags.shape[0], mags.shape[2], mags.shape[1]), dtype=np.complex128)   # frame-major
+    single = np.dtype(dtype) == np.complex64 and refine <= 0
+    out_t = np.empty((mags.shape[0], mags.shape[2], mags.shape[1]),
+                     dtype=np.complex64 if single else np.complex128)                          # frame-major
 
     def one(b: int) -> None:
-        out_t[b] = _polar(*_integrate(mags[b], rep, tol, int(seed) + b)[::-1]).T
+        out_t[b] = _coefficients_t(mags[b], rep, tol, int(seed) + b, None, out_t.dtype, 0)
 
     if workers > 1 and len(mags) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -598,7 +689,8 @@ def pghi_batch(magnitudes: np.ndarray, rep: Representation = HITS, tol: float = 
         for b in range(len(mags)):
             one(b)
     if refine > 0:
-        out_t = _fgla_t(np.ascontiguousarray(mags.transpose(0, 2, 1)), out_t, rep, refine, FGLA_MOMENTUM)
+        mags_t = np.ascontiguousarray(np.abs(mags.astype(np.float64, copy=False)).transpose(0, 2, 1))
+        out_t = _fgla_t(mags_t, out_t, rep, refine, FGLA_MOMENTUM)
     return out_t.astype(dtype, copy=False).transpose(0, 2, 1)
 
 
