@@ -431,3 +431,46 @@ def test_server_survived_everything(server, client):
     assert server.alive()
     assert client.request("/status", reply="/status.reply") is not None
     assert "Traceback" not in server.log
+
+
+# -- the serve command -----------------------------------------------------------------------------------------
+
+def test_no_sound_card_no_jack_falls_back_to_headless_and_stops_cleanly(tmp_path):
+    import os
+    import signal
+
+    env = dict(os.environ, JACK_DEFAULT_SERVER="no-such-jack-server", JACK_NO_START_SERVER="1")
+    srv = launch_server(tmp_path, "--oscquery-port", "0", env=env)  # no --no-audio: it must find out itself
+    try:
+        lines = [line for line in srv.log.splitlines() if "audio output:" in line]
+        assert len(lines) == 1 and "headless" in lines[0] and "still serving OSC" in lines[0], srv.log
+        client = OscClient(srv.port)
+        assert client.request("/notify", 1, reply="/done") == ["/notify", 1]
+        client.send("/stylesynth/seed", 4)
+        path, _ = client.wait_for("/stylesynth/audio/file", timeout=10)
+        assert sf.info(path).frames == 32768  # clips still reach clients
+        client.close()
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(timeout=10) == 0
+        assert "SIGINT received" in srv.log and "stopped" in srv.log and "Traceback" not in srv.log
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "no-such-model"], "cannot load model 'no-such-model'"),
+    (["--osc-port", "70000"], "is not a UDP/TCP port"),
+    (["--block-size", "3"], "outside 16..8192"),
+    (["--audio-device", "no-such-card"], "audio device 'no-such-card' cannot be opened"),
+])
+def test_serve_refuses_bad_options_in_one_line(args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cmd = [str(Path(sys.executable).with_name("stylesynth")), "serve", "--model", "gaver", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr

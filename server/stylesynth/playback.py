@@ -410,6 +410,8 @@ class SoundDeviceOutput:
             sd._initialize()
             if device is None:
                 device = _jack_device(sd)
+        if device is None and not any(d["max_output_channels"] > 0 for d in sd.query_devices()):
+            raise RuntimeError("PortAudio sees no output device")
         info = sd.query_devices(device, "output")
         self.jack = "JACK" in sd.query_hostapis(info["hostapi"])["name"]
         self.device_name = info["name"]

@@ -19,17 +19,22 @@ def register(subparsers) -> None:
         "serve", help="run the synthesis server (OSC, OSCQuery, MIDI, audio out)",
         description="Run the real-time server: OSC control on UDP, OSCQuery on HTTP, optional MIDI input, audio to "
                     "the sound card or JACK (or headless), and each new clip written as a wav for OSC clients.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Stop with Ctrl-C or SIGTERM. Logs go to stderr; --log-level debug shows every OSC refusal.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="hits",
-                   help="model name in checkpoints/ or a checkpoint folder; 'gaver' is the model-free procedural "
-                        "renderer (no checkpoint needed)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs")
+                   help="model name in checkpoints/ or a checkpoint folder (default: hits); 'gaver' is the "
+                        "model-free procedural renderer (no checkpoint needed)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs (default: cpu)")
+    # Same option as 'stylesynth --log-level', accepted after 'serve' too (SUPPRESS: does not override it).
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=argparse.SUPPRESS,
+                   help="how much to log (default: info)")
     net = p.add_argument_group("OSC")
     net.add_argument("--host", default="127.0.0.1",
                      help="address to bind; OSC has no authentication, so only widen it on a trusted network")
-    net.add_argument("--osc-port", type=int, default=9000, help="UDP port for OSC (0 = any free port)")
+    net.add_argument("--osc-port", type=int, default=9000, help="UDP port for OSC (default: 9000; 0 = any free port)")
     net.add_argument("--reply-port", type=int, default=None,
-                     help="send replies to this UDP port on the sender's host (default: back to the sender)")
+                     help="send replies to this UDP port on the sender's host (default: back to the sender; a "
+                          "client can also ask with /reply_port N)")
     net.add_argument("--oscquery-port", type=int, default=None,
                      help="HTTP port of the OSCQuery tree (default: OSC port + 1; 0 disables)")
     audio = p.add_argument_group("audio")
@@ -40,20 +45,22 @@ def register(subparsers) -> None:
     out.add_argument("--no-audio", action="store_true", help="headless: no audio output, clips only go to clients")
     audio.add_argument("--connect", action="store_true",
                        help="under JACK, connect stylesynth's outputs to system playback")
-    audio.add_argument("--block-size", type=int, default=256, help="frames per audio callback")
+    audio.add_argument("--block-size", type=int, default=256, help="frames per audio callback (default: 256)")
     audio.add_argument("--sample-rate", type=int, default=None,
                        help="output rate in Hz (default: the device's; JACK's rate under JACK)")
     files = p.add_argument_group("files")
     files.add_argument("--cache-dir", type=Path, default=None,
                        help="where clip wavs for OSC clients are written (default: a fresh temporary folder)")
-    files.add_argument("--presets", type=Path, default=Path("presets"), help="folder of preset JSON files")
+    files.add_argument("--presets", type=Path, default=Path("presets"), help="folder of preset JSON files (default: ./presets)")
     try:
         from stylesynth import midi_in
     except ImportError:
         midi_in = None
     if midi_in is not None:
         midi_in.add_arguments(p)
-        p.add_argument("--mapping", dest="midi_map", type=Path, metavar="FILE", help="same as --midi-map")
+        group = next((g for g in p._action_groups if g.title == "MIDI"), p)
+        group.add_argument("--mapping", dest="midi_map", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                           help="same as --midi-map")
     p.set_defaults(func=run)
 
 
