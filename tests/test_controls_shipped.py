@@ -1,0 +1,70 @@
+"""The shipped impacts model's controls: they match its generator, and each direction moves its own attribute the
+right way, on held-out examples (inverted by the shipped encoder) and on generated clips.
+
+Skipped only when ``checkpoints/hits`` is absent; a shipped generator without controls, or with controls built for
+an older generator, fails (rebuild with ``stylesynth controls build --model hits``).
+"""
+import numpy as np
+import pytest
+import torch
+
+from stylesynth import features as F
+from stylesynth.checkpoint import REPO_CHECKPOINTS, load_generator
+from stylesynth.controls import load_bundle, state_to_w
+from stylesynth.controls import recipes as R
+from stylesynth.controls.directions import separation
+from stylesynth.controls.encoder import clips_to_specs, invert
+from stylesynth.state import DEFAULT
+
+FOLDER = REPO_CHECKPOINTS / "hits"
+pytestmark = pytest.mark.skipif(not (FOLDER / "model.json").is_file(),
+                                reason="checkpoints/hits is absent (the trained impacts model is not installed)")
+
+# Attribute each slider should raise (impact: towards sharp hits, so event length falls).
+ATTRIBUTE = {"brightness": ("centroid_hz", 1), "rate": ("onsets_per_s", 1), "impact": ("event_length_s", -1)}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    torch.set_num_threads(2)
+    generator, meta = load_generator(FOLDER)
+    bundle = load_bundle(FOLDER, generator)      # refuses controls of another generator or latent size
+    return generator, bundle, meta["representation_obj"]
+
+
+def test_controls_complete(shipped):
+    generator, bundle, rep = shipped
+    assert list(bundle.directions) == ["brightness", "rate", "impact"]
+    assert {"Hits", "Scratches"} <= set(bundle.prototypes)
+    assert len(bundle.start_points) >= 5 and len(bundle.sefa_vectors) == 10
+    assert bundle.encoder is not None
+    for name in bundle.start_points:
+        s, _ = DEFAULT.with_value("start", name)
+        spec = generator.synthesize(state_to_w(s, generator, bundle), noise="const")
+        assert torch.isfinite(spec).all()
+
+
+def test_directions_separate_held_out_examples_the_right_way(shipped):
+    generator, bundle, rep = shipped
+    enc = bundle.encoder
+    for recipe in R.HITS_RECIPE.directions:
+        specs = [clips_to_specs([c[0] for c in R.draw_pole(pole, 12, seed, rep)], rep, enc.cfg.rows, enc.cfg.frames)
+                 for pole, seed in ((recipe.pole_a, 4242), (recipe.pole_b, 4243))]
+        check = separation(invert(enc, specs[0]), invert(enc, specs[1]), bundle.directions[recipe.name])
+        assert check["auc"] > 0.75 and check["effect"] > 0, (recipe.name, check)
+
+
+def test_each_slider_moves_its_attribute_the_right_way(shipped):
+    generator, bundle, rep = shipped
+    idx = {name: F.FEATURE_NAMES.index(feat) for name, (feat, _) in ATTRIBUTE.items()}
+    for name, (feature, sign) in ATTRIBUTE.items():
+        deltas = []
+        for seed in range(8):
+            feats = []
+            for s in (-5.0, 5.0):
+                state, _ = DEFAULT.with_values({"seed": seed, name: s})
+                with torch.no_grad():
+                    spec = generator.synthesize(state_to_w(state, generator, bundle), noise="const")[0]
+                feats.append(F.clip_features(spec.clamp(-1, 1).numpy(), rep)[idx[name]])
+            deltas.append(sign * (feats[1] - feats[0]))
+        assert np.median(deltas) > 0, f"{name} moves {feature} the wrong way: {np.round(deltas, 3)}"
