@@ -235,10 +235,11 @@ def main(argv=None) -> int:
     png = Path(args.png) if args.png else (Path(args.json).with_suffix(".png") if args.json else
                                            Path("quality.png"))
     idx = np.linspace(0, args.n - 1, 16).astype(int)
+    name = meta.get("name") or folder.name
     plots.spectrogram_grid(list(fake[:16]) + [real_a.specs[i].float().numpy() for i in idx], rep, png,
                            titles=[f"generated #{i}" for i in range(16)] + [f"real: {labels_a[i]}" for i in idx],
-                           suptitle=f"{meta.get('name') or folder.name}: 16 generated (psi {args.truncation:g}, top two rows) vs 16 "
-                                    f"held-out real clips (bottom two rows)", cols=8)
+                           suptitle=f"{name}: 16 generated (psi {args.truncation:g}, top two rows) vs 16 held-out "
+                                    "real clips (bottom two rows)", cols=8)
 
     # ---- report
     print(f"\nQuality benchmark: model {folder} ({kind}), n = {args.n} per set, truncation {args.truncation:g}, "
