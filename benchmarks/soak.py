@@ -83,11 +83,13 @@ def flood_osc(port: int, n_packets: int, rng: random.Random) -> dict:
             for _ in range(min(BATCH, per_sender - start)):
                 sender.send_raw(fuzz_packet(rng))
                 sent += 1
+            sender.send("/reply_port", 0)  # a mutated /reply_port may have sent our replies elsewhere
             sender.send("/version")
             while (msg := sender.recv(20.0)) is not None and msg[0] != "/version.reply":
                 errors += msg[0] == "/error"
             if msg is None:
-                raise RuntimeError(f"server stopped answering after {sent} packets")
+                raise RuntimeError(f"server stopped answering after {sent} packets (stacks in its log: "
+                                   "SIGUSR1 was sent)")
         sender.close()
     return {"packets": sent, "error_replies": errors, "seconds": time.perf_counter() - t0}
 
@@ -204,7 +206,11 @@ def main(argv=None) -> int:
         status = probe.request("/status", reply="/status.reply")
         alive = server.poll() is None
     except BaseException:
-        print((workdir / "serve.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        import signal as _signal
+        server.send_signal(_signal.SIGUSR1)  # the server prints every thread's stack to its log
+        time.sleep(1.0)
+        text = (workdir / "serve.log").read_text(errors="replace")
+        print(text[text.find("Thread 0x") - 200 if "Thread 0x" in text else -3000:][-6000:], file=sys.stderr)
         raise
     finally:
         server.terminate()

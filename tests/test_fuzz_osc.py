@@ -120,6 +120,7 @@ def test_server_survives_fuzzing(tmp_path):
                     sent += 1
                 # A barrier: the server answers in order, so once /version.reply is back it has handled the batch
                 # (and the kernel's socket buffer never overflows, so every packet really reaches the parser).
+                sender.send("/reply_port", 0)  # a mutated /reply_port may have sent our replies elsewhere
                 sender.send("/version")
                 while (msg := sender.recv(10.0)) is not None and msg[0] != "/version.reply":
                     errors += msg[0] == "/error"

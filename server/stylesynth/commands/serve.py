@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if hasattr(signal, "SIGUSR1"):  # 'kill -USR1 PID' prints every thread's stack: for a server that seems stuck
+        import faulthandler
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     try:
         initial = DEFAULT.with_value("model", args.model)[0]
