@@ -434,6 +434,7 @@ class _Plan:
         gpad = np.zeros(2 * self.ana_span)
         gpad[self.ana_span - half: self.ana_span + half + 1] = g
         self.ana_window = gpad
+        self.ana_window32 = gpad.astype(np.float32)
         dual = dual_window(rep)
         span = np.arange(-(L // 2), L // 2)
         keep = span[np.abs(dual[span % L]) > DUAL_TOLERANCE * np.abs(dual).max()]
@@ -452,7 +453,8 @@ def _plan(rep: Representation) -> _Plan:
 
 
 def _as_batch(x: np.ndarray, rep: Representation) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
     x2 = x if x.ndim == 2 else x.reshape(1, -1)
     L = rep.n_samples
     if x2.shape[1] != L:
@@ -460,15 +462,36 @@ def _as_batch(x: np.ndarray, rep: Representation) -> np.ndarray:
     return x2
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _fold(ext, window, a, out):  # pragma: no cover - compiled
+    """out[n, j] = sum_t ext[n a + t M + j] * window[t M + j]: windowed frames folded modulo M, tile by tile on
+    contiguous slices (vectorised, no (frames, window) temporary)."""
+    n_frames, M = out.shape
+    tiles = window.shape[0] // M
+    for n in range(n_frames):
+        o = out[n]
+        for j in range(M):
+            o[j] = 0.0
+        for t in range(tiles):
+            e = ext[n * a + t * M: n * a + t * M + M]
+            w = window[t * M: t * M + M]
+            for j in range(M):
+                o[j] += e[j] * w[j]
+
+
 def _analysis_t(x2: np.ndarray, rep: Representation) -> np.ndarray:
-    """Frame-major transform: (B, n_samples) -> complex (B, frames, 257), C-contiguous."""
+    """Frame-major transform: (B, n_samples) -> complex (B, frames, 257), C-contiguous; complex64 for float32
+    input, complex128 otherwise."""
     plan = _plan(rep)
     L, a, M, F = rep.n_samples, rep.hop, rep.channels, rep.frames
     h = plan.ana_span
+    single = x2.dtype == np.float32
+    window = plan.ana_window32 if single else plan.ana_window
     wrap = np.tile(x2, (1, int(math.ceil(h / L)))) if h > L else x2
     ext = np.concatenate([wrap[:, -h:], x2, wrap[:, :h]], axis=1)
-    frames = np.lib.stride_tricks.sliding_window_view(ext, 2 * h, axis=1)[:, : F * a: a]   # (B, F, 2h)
-    folded = (frames * plan.ana_window).reshape(x2.shape[0], F, 2 * h // M, M).sum(axis=2)
+    folded = np.empty((x2.shape[0], F, M), dtype=x2.dtype)
+    for b in range(x2.shape[0]):
+        _fold(ext[b], window, a, folded[b])
     return scipy.fft.rfft(folded, axis=2)
 
 
@@ -588,16 +611,20 @@ def _coefficients_t(mag: np.ndarray, rep: Representation, tol: float, seed: int,
 
 def _fgla_t(mag_t: np.ndarray, c_t: np.ndarray, rep: Representation, iterations: int,
             momentum: float) -> np.ndarray:
-    """Fast Griffin-Lim on frame-major (B, F, 257) arrays."""
-    tiny = 1e-300
-    t_prev = c_t
-    c = c_t
+    """Fast Griffin-Lim on frame-major (B, F, 257) arrays, in complex64/float32 arithmetic (twice as fast; its
+    rounding, ~-140 dB, is far below what the iterations reach). Returns complex128."""
+    mag = mag_t.astype(np.float32)
+    c = c_t.astype(np.complex64)
+    tiny = np.float32(1e-30)
+    mom = np.float32(momentum)
+    t_prev = c
     for _ in range(int(iterations)):
-        proj = c * (mag_t / np.maximum(np.abs(c), tiny))
+        proj = c * (mag / np.maximum(np.abs(c), tiny))
         t = _analysis_t(_synthesis_t(proj, rep), rep)
-        c = t + momentum * (t - t_prev)
+        c = t + mom * (t - t_prev)
         t_prev = t
-    return t_prev * (mag_t / np.maximum(np.abs(t_prev), tiny))
+    t = t_prev.astype(np.complex128)
+    return t * (mag_t / np.maximum(np.abs(t), 1e-300))
 
 
 def refine_fgla(magnitude: np.ndarray, coefficients: np.ndarray, rep: Representation = HITS,
