@@ -212,6 +212,11 @@ def run(args) -> int:
     if not np.any(loaded.audio):
         print("note: the input is silent; the output will be silent too")
 
+    from stylesynth import pghi
+
+    t_load = time.perf_counter()
+    pghi.warmup()                                  # load the compiled kernels (compiles them on a first run)
+    t_load = time.perf_counter() - t_load
     result = reconstruct(loaded.audio, rep, refine=args.refine, seed=args.seed, raw=args.raw,
                          keep_frames=bool(args.png))
     audio = result.audio
@@ -224,7 +229,8 @@ def run(args) -> int:
     what = "exact linear magnitude" if args.raw else "the model's dB image (-50 dB floor)"
     print(f"reconstructed {result.tiles} tile{'s' if result.tiles != 1 else ''} of {tile_s:.3f} s (hop {rep.hop}) "
           f"from {what} with PGHI{f' + {args.refine} fast Griffin-Lim iterations' if args.refine else ''} "
-          f"in {result.seconds * 1e3:.0f} ms")
+          f"in {result.seconds * 1e3:.0f} ms ({result.seconds * 1e3 / result.tiles:.1f} ms per tile, including the "
+          f"spectral convergence measurements; {t_load:.1f} s to load the compiled kernels first)")
     print(f"spectral convergence: {_fmt_db(result.pghi_sc_db)} PGHI (each tile against the magnitude it was "
           f"given), {_fmt_db(result.end_to_end_sc_db)} end to end (output against input)")
     try:
