@@ -482,8 +482,10 @@ def max_messages() -> list[tuple[str, tuple]]:
 
 
 def shipped_or_gaver() -> str:
-    """The shipped model when its checkpoint is in the repository, else the model-free ``gaver`` renderer."""
-    return "hits" if (patchgen.ROOT / "checkpoints" / "hits" / "model.json").is_file() else "gaver"
+    """The shipped model once it ships its semantic controls (without them its sliders are refused, by design),
+    else the model-free ``gaver`` renderer."""
+    shipped = patchgen.ROOT / "checkpoints" / "hits"
+    return "hits" if (shipped / "model.json").is_file() and (shipped / "controls.json").is_file() else "gaver"
 
 
 def test_touchosc_and_max_messages_are_all_accepted_by_the_server(start_server, osc_client_factory):
