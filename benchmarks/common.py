@@ -124,6 +124,10 @@ def finish(doc: dict, json_path: str | None, started: float) -> None:
     print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, torch {m.get('torch')}, "
           f"{m.get('threads')} thread(s); load average {m.get('load_start')} at start, {m['load_end']} at end")
     print(f"note: {NOISE_NOTE}. Took {doc['seconds']:.0f} s.")
+    busiest = max((m.get("load_start") or [0])[0], m["load_end"][0] if m["load_end"] else 0)
+    if busiest > cpu_count():
+        print(f"warning: load average {busiest:.1f} exceeds the {cpu_count()} cores: other work dominated these "
+              "timings (multi-threaded torch suffers most); only the same-run ratios mean much")
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)

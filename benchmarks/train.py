@@ -8,7 +8,7 @@ step, with torch using every core (``--threads`` to change):
 * **shipped**: the CPU family ``stylesynth train`` trains (``train.default_architecture("hits")``: 1-D convolutions
   over time, frequency rows as channels), or the architecture of ``--model``'s checkpoint, at batch 32;
 * **baseline**: the research system's 2-D family (``model.paper_config()``, widths 512 down to 64) at a small batch
-  (4; the rate per clip barely depends on the batch on a CPU, and batch 32 would take minutes per step);
+  (4, quick 2; the rate per clip barely depends on the batch on a CPU, and batch 32 would take minutes per step);
 * optionally the shipped family under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (this CPU has avx512_bf16);
   measured only, the training code is not changed (the w_avg tracking is left out of that row: as written it mixes
   bf16 and fp32 under autocast and torch refuses).
@@ -46,14 +46,16 @@ def parse_args(argv):
     ap.add_argument("--model", help="take the shipped family's architecture from this checkpoint (name or folder) "
                                     "instead of train.default_architecture('hits')")
     ap.add_argument("--batch", type=int, default=32, help="batch of the shipped family (default 32)")
-    ap.add_argument("--baseline-batch", type=int, default=4, help="batch of the 2-D paper family (default 4)")
-    ap.add_argument("--steps", type=int, help="timed steps without R1 per configuration (default 6, quick 2)")
+    ap.add_argument("--baseline-batch", type=int, help="batch of the 2-D paper family (default 4, quick 2)")
+    ap.add_argument("--steps", type=int, help="timed steps without R1 per configuration (default 6, quick 1)")
     ap.add_argument("--r1-steps", type=int, help="timed steps with R1 per configuration (default 2, quick 1)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast measurement")
     ap.add_argument("--smoke", action="store_true",
                     help="for tests: tiny configurations of both families, one step each; the figures mean nothing")
     args = ap.parse_args(argv)
-    args.steps = args.steps or (1 if args.smoke else 2 if args.quick else 6)
+    # quick: one step of each kind; a 2-D step is slow (measured 162 s at batch 4 here with the load average at 10)
+    args.steps = args.steps or (1 if args.quick or args.smoke else 6)
+    args.baseline_batch = args.baseline_batch or (2 if args.quick or args.smoke else 4)
     args.r1_steps = args.r1_steps or (1 if args.quick or args.smoke else 2)
     for name in ("batch", "baseline_batch", "steps", "r1_steps"):
         if getattr(args, name) < 1:
