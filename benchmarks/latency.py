@@ -100,12 +100,26 @@ def start_server(model: str, env: dict, workdir: Path) -> tuple[subprocess.Popen
     proc = subprocess.Popen([str(STYLESYNTH), "serve", "--model", model, "--osc-port", str(port),
                              "--oscquery-port", "0", "--cache-dir", str(cache), "--presets", str(workdir),
                              "--block-size", str(PERIOD)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    probe.settimeout(0.3)
+    version = OscMessageBuilder("/version").build().dgram
+    try:
+        while True:  # ready when it answers /version (after its first render) and its JACK ports exist
+            if proc.poll() is not None:
+                raise SystemExit(f"stylesynth serve exited:\n{(workdir / 'serve.log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise SystemExit("stylesynth serve did not become ready")
+            probe.sendto(version, ("127.0.0.1", port))
+            try:
+                probe.recvfrom(65536)
+                break
+            except socket.timeout:
+                continue
+    finally:
+        probe.close()
     while "stylesynth:out_0" not in _jack_ports(env):
-        if proc.poll() is not None:
-            raise SystemExit(f"stylesynth serve exited:\n{(workdir / 'serve.log').read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise SystemExit("stylesynth serve did not open its JACK ports")
         time.sleep(0.05)
     return proc, port, cache
 
