@@ -291,3 +291,27 @@ def test_magnitude_to_audio_detects_a_decoded_floor():
     sc_auto = P.spectral_convergence(mag, auto.astype(np.float64), rep)
     sc_forced = P.spectral_convergence(mag, forced.astype(np.float64), rep)
     assert sc_auto < sc_forced + 0.3
+
+
+def test_benchmark_script_smoke(tmp_path):
+    """benchmarks/pghi.py runs end to end (without tifresi, one hop, one repeat) and writes finite figures."""
+    import json
+    import math
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pghi.py"
+    out = tmp_path / "pghi.json"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--no-tifresi", "--hops", "128", "--repeats", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["tifresi"]["status"] == "skipped (--no-tifresi)"
+    for key, methods in doc["results"].items():
+        assert set(methods) >= {"ours", "ours_refine10", "librosa_gl32", "librosa_gl100"}, key
+        for name, r in methods.items():
+            assert math.isfinite(r["sc_db"]) and r["ms"] > 0, (key, name, r)
+        assert methods["ours_refine10"]["sc_db"] < methods["ours"]["sc_db"]
+    assert "goals:" in proc.stdout
