@@ -33,11 +33,12 @@ fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip wheel setuptools >>"$log" 2>&1
 # ltfatpy's build imports numpy and Cython; install them first and build without isolation so it sees them.
+# Versions known to build and run together here (2026-11): ltfatpy 1.1.2, tifresi 0.1.4, numpy 1.26, Cython 0.29.
 "$venv/bin/pip" install -q "numpy<2" "cython<3" scipy >>"$log" 2>&1 \
     || { echo "cannot install numpy/cython into $venv (see $log)"; exit 4; }
-"$venv/bin/pip" install -q --no-build-isolation ltfatpy >>"$log" 2>&1 \
+"$venv/bin/pip" install -q --no-build-isolation "ltfatpy==1.1.2" >>"$log" 2>&1 \
     || { echo "ltfatpy failed to build: $(grep -m1 -iE 'error' "$log" || echo 'see log') (full log: $log)"; exit 5; }
-"$venv/bin/pip" install -q --no-build-isolation tifresi librosa >>"$log" 2>&1 \
+"$venv/bin/pip" install -q --no-build-isolation "tifresi==0.1.4" librosa >>"$log" 2>&1 \
     || { echo "tifresi failed to install: $(grep -m1 -iE 'error' "$log" || echo 'see log') (full log: $log)"; exit 6; }
 "$venv/bin/python" -c "import tifresi.stft, tifresi.phase.pghi" >>"$log" 2>&1 \
     || { echo "tifresi installed but does not import (see $log)"; exit 7; }
