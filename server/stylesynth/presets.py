@@ -64,6 +64,7 @@ class PresetStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a preset is an ordinary user file
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
