@@ -1,9 +1,15 @@
-"""Run tifresi's PGHI on the benchmark's signals, inside benchmarks/.venv-tifresi (its own numpy/ltfatpy).
+"""tifresi's PGHI as a small line-protocol server, inside benchmarks/.venv-tifresi (its own numpy/ltfatpy).
 
-Called by benchmarks/pghi.py as ``.venv-tifresi/bin/python _tifresi_worker.py IN.npz OUT.npz REPEATS``; imports
-nothing from stylesynth. For each signal and hop: tifresi's own transform (GaussTruncTF: truncated Gaussian,
-gamma = hop * M, like ours), its own magnitude, ``invert_spectrogram`` (PGHI + dual-window synthesis) timed, and the
-spectral convergence measured in its own transform.
+Started by benchmarks/pghi.py as ``.venv-tifresi/bin/python _tifresi_worker.py SIGNALS.npz``; imports nothing from
+stylesynth. It inherits the benchmark's CPU pinning, so the two processes' calls can be interleaved in time and
+measured under the same conditions. For each signal: tifresi's own transform (GaussTruncTF: truncated Gaussian,
+gamma = hop * M, like ours), its own magnitude, and ``invert_spectrogram`` (PGHI + dual-window synthesis).
+
+Protocol (one JSON object per line on stdout):
+  on start                 -> {"ready": true, "first_call_ms": ...}   (the first call compiles tifresi's numba code)
+  ``time KEY REPEATS``     -> {"cpu": [ms, ...], "wall": [ms, ...]}  thread CPU and wall time per call
+  ``result KEY OUT.npy``   -> {"sc_db": ...}  spectral convergence in tifresi's transform; the signal saved to OUT
+  ``quit``
 """
 import json
 import sys
@@ -13,36 +19,39 @@ import numpy as np
 
 
 def main() -> int:
-    src, dst, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
     from tifresi.stft import GaussTruncTF
 
-    data = np.load(src)
+    data = np.load(sys.argv[1])
     meta = json.loads(str(data["meta"]))
-    out = {}
-    report = {"first_call_ms": None, "results": {}}
+    items = {}
     for key in meta["keys"]:
-        hop = meta["hops"][key]
+        tf = GaussTruncTF(hop_size=meta["hops"][key], stft_channels=meta["channels"])
         x = data[key].astype(np.float64)
-        tf = GaussTruncTF(hop_size=hop, stft_channels=meta["channels"])
-        mag = np.abs(tf.dgt(x))
-        if report["first_call_ms"] is None:
-            t0 = time.perf_counter()
-            tf.invert_spectrogram(mag)
-            report["first_call_ms"] = (time.perf_counter() - t0) * 1e3
-        times, wall = [], []
-        y = None
-        for _ in range(repeats):
-            c0, w0 = time.thread_time(), time.perf_counter()
-            y = tf.invert_spectrogram(mag)
-            times.append((time.thread_time() - c0) * 1e3)         # thread CPU time, as benchmarks/pghi.py
-            wall.append((time.perf_counter() - w0) * 1e3)
-        got = np.abs(tf.dgt(np.asarray(y, dtype=np.float64)))
-        sc = 20 * np.log10(np.linalg.norm(got - mag) / np.linalg.norm(mag))
-        out[key] = np.asarray(y, dtype=np.float64)
-        report["results"][key] = {"ms": float(np.min(times)), "ms_median": float(np.median(times)),
-                                  "wall_ms": float(np.min(wall)), "wall_ms_median": float(np.median(wall)),
-                                  "sc_db": float(sc)}
-    np.savez(dst, report=json.dumps(report), **out)
+        items[key] = (tf, np.abs(tf.dgt(x)))
+    first_key = meta["keys"][0]
+    t0 = time.perf_counter()
+    items[first_key][0].invert_spectrogram(items[first_key][1])
+    print(json.dumps({"ready": True, "first_call_ms": (time.perf_counter() - t0) * 1e3}), flush=True)
+
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] == "quit":
+            break
+        tf, mag = items[parts[1]]
+        if parts[0] == "time":
+            cpu, wall = [], []
+            for _ in range(int(parts[2])):
+                c0, w0 = time.thread_time(), time.perf_counter()
+                tf.invert_spectrogram(mag)
+                cpu.append((time.thread_time() - c0) * 1e3)
+                wall.append((time.perf_counter() - w0) * 1e3)
+            print(json.dumps({"cpu": cpu, "wall": wall}), flush=True)
+        elif parts[0] == "result":
+            y = np.asarray(tf.invert_spectrogram(mag), dtype=np.float64)
+            got = np.abs(tf.dgt(y))
+            np.save(parts[2], y)
+            sc = 20 * np.log10(np.linalg.norm(got - mag) / np.linalg.norm(mag))
+            print(json.dumps({"sc_db": float(sc)}), flush=True)
     return 0
 
 

@@ -50,6 +50,7 @@ TIFRESI_PY = HERE / ".venv-tifresi" / "bin" / "python"
 SIGNALS = ["chirp", "clicks", "noise", "impacts"]
 GOAL_SPEEDUP = 10.0
 GOAL_MS_PER_2S = 3.0
+ROUNDS = 3            # ours and tifresi are timed in alternation, this many rounds per signal
 TIE_DB = 0.1          # PGHI's quality on noise is the algorithm's, not the implementation's: both land within 0.1 dB
 
 
@@ -121,6 +122,17 @@ def _timed(fn, repeats: int) -> tuple[dict, object]:
             "wall_ms": float(np.min(wall)), "wall_ms_median": float(np.median(wall))}, out
 
 
+def _times(fn, repeats: int) -> tuple[list, list]:
+    """Thread CPU and wall times (ms) of ``repeats`` calls, no warm-up."""
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        fn()
+        cpu.append((time.thread_time() - c0) * 1e3)
+        wall.append((time.perf_counter() - w0) * 1e3)
+    return cpu, wall
+
+
 def run_ours(x: np.ndarray, rep, refine: int, repeats: int) -> dict:
     """The product path: waveform.magnitude_to_audio (PGHI, complex64 coefficients, float32 synthesis)."""
     from stylesynth.waveform import magnitude_to_audio
@@ -157,24 +169,53 @@ def tifresi_status() -> tuple[bool, str]:
     return True, "ok"
 
 
-def run_tifresi(signals: dict, repeats: int) -> tuple[dict, dict]:
-    """signals: key -> (x, rep). Returns (results by key, extra info)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+class TifresiWorker:
+    """benchmarks/_tifresi_worker.py running in the tifresi venv, answering one request per line. It inherits this
+    process's CPU pinning, so its calls interleave with ours on the same core."""
+
+    def __init__(self, signals: dict, tmp: Path):
+        src = tmp / "signals.npz"
         meta = {"keys": list(signals), "hops": {k: rep.hop for k, (_, rep) in signals.items()},
                 "channels": HITS.channels}
         np.savez(src, meta=json.dumps(meta), **{k: x for k, (x, _) in signals.items()})
-        proc = subprocess.run([str(TIFRESI_PY), str(HERE / "_tifresi_worker.py"), str(src), str(dst),
-                               str(repeats)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError((proc.stderr.strip().splitlines() or ["worker failed"])[-1])
-        data = np.load(dst)
-        report = json.loads(str(data["report"]))
-        results = report["results"]
-        for k, (x, rep) in signals.items():
-            # cross-check: the same output measured in our transform
-            results[k]["sc_db_our_transform"] = P.spectral_convergence(np.abs(P.fast_stft(x, rep)), data[k], rep)
-    return results, {"first_call_ms": report["first_call_ms"]}
+        self.tmp = tmp
+        self.proc = subprocess.Popen([str(TIFRESI_PY), str(HERE / "_tifresi_worker.py"), str(src)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first_call_ms = self._reply()["first_call_ms"]
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            raise RuntimeError(err[-1] if err else f"worker exited {self.proc.wait()}")
+        return json.loads(line)
+
+    def _ask(self, *words) -> dict:
+        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def time(self, key: str, repeats: int) -> dict:
+        return self._ask("time", key, repeats)
+
+    def result(self, key: str) -> tuple[float, np.ndarray]:
+        out = self.tmp / f"{key.replace('@', '_')}.npy"
+        reply = self._ask("result", key, out)
+        return reply["sc_db"], np.load(out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+def _summary(cpu: list, wall: list) -> dict:
+    return {"ms": float(np.min(cpu)), "ms_median": float(np.median(cpu)),
+            "wall_ms": float(np.min(wall)), "wall_ms_median": float(np.median(wall))}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,33 +262,74 @@ def main(argv=None) -> int:
     for key, (x, rep) in signals.items():
         print(f"  {key} ...", end="\r", flush=True)
         results[key] = {
-            "ours": run_ours(x, rep, 0, repeats),
-            "ours_refine10": run_ours(x, rep, 10, max(1, repeats // 2)),
+            "ours_refine10": run_ours(x, rep, 10, max(1, repeats // 3)),
             "librosa_gl32": run_librosa(x, rep, 32, gl_repeats),
             "librosa_gl100": run_librosa(x, rep, 100, gl_repeats),
         }
 
+    # ours and tifresi, interleaved: in each round every signal is timed by ours then by tifresi, on the same core,
+    # so a busy moment on the machine hits both; best (and median) over all rounds
+    from stylesynth.waveform import magnitude_to_audio
+
     tifresi_note = "skipped (--no-tifresi)"
     tifresi_info = {}
+    worker = None
+    tmp = tempfile.TemporaryDirectory()
     if not args.no_tifresi:
         ok, why = tifresi_status()
         if ok:
             try:
-                tif, tifresi_info = run_tifresi(signals, repeats)
-                for key in signals:
-                    results[key]["tifresi"] = tif[key]
+                worker = TifresiWorker(signals, Path(tmp.name))
+                tifresi_info = {"first_call_ms": worker.first_call_ms}
                 tifresi_note = "ok"
             except Exception as exc:  # noqa: BLE001 - report and go on without the column
-                tifresi_note = f"tifresi failed while running: {exc}"
+                tifresi_note = f"tifresi failed to start: {exc}"
         else:
             tifresi_note = f"tifresi unavailable: {why}"
+    mags = {key: np.abs(P.fast_stft(x, rep)) for key, (x, rep) in signals.items()}
+    per_round = max(1, repeats // ROUNDS)
+    ours_t = {key: ([], []) for key in signals}
+    tif_t = {key: ([], []) for key in signals}
+    for key, (x, rep) in signals.items():
+        magnitude_to_audio(mags[key], rep)                       # warm-up call
+    try:
+        for rnd in range(ROUNDS):
+            for key, (x, rep) in signals.items():
+                print(f"  round {rnd + 1}/{ROUNDS} {key} ...", end="\r", flush=True)
+                cpu, wall = _times(lambda: magnitude_to_audio(mags[key], rep), per_round)
+                ours_t[key][0].extend(cpu)
+                ours_t[key][1].extend(wall)
+                if worker is not None:
+                    reply = worker.time(key, per_round)
+                    tif_t[key][0].extend(reply["cpu"])
+                    tif_t[key][1].extend(reply["wall"])
+        for key, (x, rep) in signals.items():
+            y = magnitude_to_audio(mags[key], rep)
+            results[key]["ours"] = {**_summary(*ours_t[key]),
+                                    "sc_db": P.spectral_convergence(mags[key], y.astype(np.float64), rep)}
+            if worker is not None:
+                sc, y_tif = worker.result(key)
+                results[key]["tifresi"] = {**_summary(*tif_t[key]), "sc_db": sc,
+                                           # cross-check: the same output measured in our transform
+                                           "sc_db_our_transform": P.spectral_convergence(mags[key], y_tif, rep)}
+    except Exception as exc:  # noqa: BLE001 - a worker failing mid-run: report it, keep our figures
+        tifresi_note = f"tifresi failed while running: {exc}"
+        for key in signals:
+            results[key].pop("tifresi", None)
+            if "ours" not in results[key]:
+                results[key]["ours"] = run_ours(*signals[key], 0, repeats)
+    finally:
+        if worker is not None:
+            worker.close()
+        tmp.cleanup()
 
     # ---- report
     methods = [("ours", "ours: PGHI"), ("ours_refine10", "ours: PGHI + 10 fast GL"), ("tifresi", "tifresi PGHI"),
                ("librosa_gl32", "librosa GL 32"), ("librosa_gl100", "librosa GL 100")]
     print(f"PGHI benchmark: {platform.processor() or platform.machine()}, pinned to cpu {core}, one thread; "
-          f"time = magnitude -> waveform, thread CPU time per call, best of {repeats} (GL: {gl_repeats}) after a "
-          f"warm-up call; medians and wall times in --json")
+          f"time = magnitude -> waveform, thread CPU time per call, best of {per_round * ROUNDS} calls in {ROUNDS} "
+          f"rounds alternating ours and tifresi (refine 10: {max(1, repeats // 3)}, GL: {gl_repeats}) after a warm-up "
+          f"call; medians and wall times in --json")
     print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
           f"(on {os.cpu_count()} cores; CPU time is not inflated by other processes' slices, cache contention still "
           "slows every column)")
