@@ -4,8 +4,9 @@
 floor) -> phase by PGHI (:mod:`stylesynth.pghi`, optionally refined by fast Griffin-Lim) -> inverse Gabor transform
 with the dual window -> loudness normalisation to -14 LUFS with a true-peak ceiling (:mod:`stylesynth.loudness`).
 
-Time per 2 s clip on one core (``benchmarks/pghi.py``): decode ~0.05 ms, PGHI 0.8-2.5 ms (tonal to noisy),
-synthesis ~0.5 ms, loudness ~3 ms; each refinement iteration adds ~1.5 ms.
+CPU time per 2 s clip on one core (``benchmarks/pghi.py``, a busy 2-core machine): decode ~0.15 ms, PGHI +
+synthesis 0.7-3 ms (tonal to noisy), loudness ~2 ms (pyloudnorm + the 4x true-peak estimate); each refinement
+iteration adds ~1 ms.
 """
 from __future__ import annotations
 
