@@ -9,6 +9,8 @@ step, with torch using every core (``--threads`` to change):
   over time, frequency rows as channels), or the architecture of ``--model``'s checkpoint, at batch 32;
 * **baseline**: the research system's 2-D family (``model.paper_config()``, widths 512 down to 64) at a small batch
   (4, quick 2; the rate per clip barely depends on the batch on a CPU, and batch 32 would take minutes per step);
+* with more than one thread, the shipped family again on one thread (how ``stylesynth train --threads 1`` runs on
+  this shared machine: on a loaded 2-core box, two OpenMP threads waiting for each other measured 9x slower);
 * optionally the shipped family under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (this CPU has avx512_bf16);
   measured only, the training code is not changed (the w_avg tracking is left out of that row: as written it mixes
   bf16 and fp32 under autocast and torch refuses).
@@ -50,6 +52,8 @@ def parse_args(argv):
     ap.add_argument("--steps", type=int, help="timed steps without R1 per configuration (default 6, quick 1)")
     ap.add_argument("--r1-steps", type=int, help="timed steps with R1 per configuration (default 2, quick 1)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast measurement")
+    ap.add_argument("--no-one-thread", action="store_true",
+                    help="with --threads > 1, skip the extra row of the shipped family on one thread")
     ap.add_argument("--smoke", action="store_true",
                     help="for tests: tiny configurations of both families, one step each; the figures mean nothing")
     args = ap.parse_args(argv)
@@ -84,9 +88,21 @@ def configurations(args) -> tuple[object, object, str]:
     return train.default_architecture("hits"), paper_config(), "train.default_architecture('hits')"
 
 
-def measure(cfg, batch: int, steps: int, r1_steps: int, bf16: bool = False) -> dict:
+def measure(cfg, batch: int, steps: int, r1_steps: int, bf16: bool = False, threads: int | None = None) -> dict:
     """Time ``train.train_step`` for ``cfg`` at ``batch``: one warm-up step (with R1, so every code path has run
-    once), ``steps`` plain steps and ``r1_steps`` R1 steps; medians and the amortised rate."""
+    once), ``steps`` plain steps and ``r1_steps`` R1 steps; medians and the amortised rate. ``threads``: torch
+    threads for this measurement only (default: as set for the run)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        return _measure(cfg, batch, steps, r1_steps, bf16) | {"threads": torch.get_num_threads()}
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _measure(cfg, batch: int, steps: int, r1_steps: int, bf16: bool) -> dict:
     import numpy as np
     import torch
 
@@ -146,6 +162,11 @@ def main(argv=None) -> int:
     rows = {}
     print(f"shipped family ({shipped_cfg.family}), batch {args.batch} ...", flush=True)
     rows["shipped"] = measure(shipped_cfg, args.batch, args.steps, args.r1_steps)
+    if threads > 1 and not args.no_one_thread:
+        # `stylesynth train --threads 1` is how the shipped model is being trained on this shared machine: on a
+        # loaded 2-core box two OpenMP threads that wait for each other can be several times slower than one.
+        print(f"shipped family, 1 thread, batch {args.batch} ...", flush=True)
+        rows["shipped_1_thread"] = measure(shipped_cfg, args.batch, args.steps, args.r1_steps, threads=1)
     print(f"baseline: paper 2-D family, batch {args.baseline_batch} ...", flush=True)
     rows["baseline"] = measure(baseline_cfg, args.baseline_batch, args.steps, args.r1_steps)
     bf16_note = "skipped (--no-bf16)" if args.no_bf16 else "measured"
@@ -165,13 +186,14 @@ def main(argv=None) -> int:
         rows["shipped_bf16"]["ratio_vs_fp32"] = rows["shipped_bf16"]["clips_per_s"] / rows["shipped"]["clips_per_s"]
 
     labels = {"shipped": f"shipped ({'1-D' if shipped_cfg.family == 'cpu' else shipped_cfg.family})",
-              "baseline": "baseline: paper 2-D", "shipped_bf16": "shipped, bf16 autocast"}
+              "shipped_1_thread": "shipped, 1 thread", "baseline": "baseline: paper 2-D",
+              "shipped_bf16": "shipped, bf16 autocast"}
     print(f"\nTraining-step benchmark: train.train_step (G + D + lazy R1 every {rows['shipped']['r1_interval']} "
           f"+ EMA), torch threads {threads}; shipped architecture from {source}")
-    print(f"{'configuration':26s}{'G M':>6s}{'D M':>6s}{'batch':>6s}{'plain ms':>10s}{'R1 ms':>9s}{'step ms':>9s}"
-          f"{'clips/s':>9s}{'kimg/h':>8s}{'x base':>8s}")
+    print(f"{'configuration':26s}{'G M':>6s}{'D M':>6s}{'thr':>4s}{'batch':>6s}{'plain ms':>10s}{'R1 ms':>9s}"
+          f"{'step ms':>9s}{'clips/s':>9s}{'kimg/h':>8s}{'x base':>8s}")
     for key, r in rows.items():
-        print(f"{labels[key]:26s}{r['g_params'] / 1e6:6.1f}{r['d_params'] / 1e6:6.1f}{r['batch']:6d}"
+        print(f"{labels[key]:26s}{r['g_params'] / 1e6:6.1f}{r['d_params'] / 1e6:6.1f}{r['threads']:4d}{r['batch']:6d}"
               f"{r['plain_step_ms']:10.0f}{r['r1_step_ms']:9.0f}{r['amortised_step_ms']:9.0f}{r['clips_per_s']:9.2f}"
               f"{r['kimg_per_hour']:8.1f}{r['ratio_vs_baseline']:7.1f}x")
     print(f"step ms = (15 x plain + R1) / 16; bf16 autocast: {bf16_note}"
