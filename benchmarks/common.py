@@ -6,8 +6,8 @@ from different runs do not compare; same-run ratios do). This module holds what 
 script says only what it measures.
 
 tifresi (the research system's PGHI) lives in its own venv, ``benchmarks/.venv-tifresi`` (built by
-``tifresi_env.sh``, never a stylesynth dependency), and runs in a subprocess: :func:`run_tifresi` hands it signals
-through an ``.npz`` file and reads back its timings and outputs (``_tifresi_worker.py`` does the work).
+``tifresi_env.sh``, never a stylesynth dependency), and runs in a subprocess: :class:`TifresiWorker` starts
+``_tifresi_worker.py`` there on a set of signals and asks it, one line at a time, to time or return inversions.
 
 Nothing here imports torch, numpy-heavy stylesynth modules or numba at import time: :func:`set_threads` must run
 before them, because numba and OpenMP read their thread counts once, when first loaded.
@@ -20,7 +20,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -219,47 +218,66 @@ def tifresi_status(build: bool = True) -> tuple[bool, str]:
     return True, "ok"
 
 
-def run_tifresi(signals: dict, repeats: int, channels: int = TIFRESI_CHANNELS) -> tuple[dict, dict, dict]:
-    """Time tifresi's PGHI (``GaussTruncTF.invert_spectrogram``) on each signal, in the tifresi venv.
+class TifresiWorker:
+    """``_tifresi_worker.py`` running in the tifresi venv, answering one request per line (its docstring has the
+    protocol). It inherits this process's CPU pinning, so its calls can interleave with ours on the same core.
 
     Parameters
     ----------
     signals : dict
         key -> (audio as a 1-D float array, hop). The worker takes each signal's magnitude in tifresi's own
-        transform (truncated Gaussian, ``channels`` channels, the same lattice as ours) and inverts it.
-    repeats : int
-        Timed inversions per signal (median reported), after one untimed first call that pays numba's JIT.
+        transform (truncated Gaussian, ``channels`` channels: the same lattice as ours) and inverts that.
+    tmp : Path
+        A folder for the signals file and the results.
     channels : int
         FFT channels (512 for both of the project's representations).
-
-    Returns
-    -------
-    (results, info, outputs)
-        ``results[key]``: ``ms_median`` and ``ms_min`` per inversion (both always present, whichever the worker
-        calls ``ms``), ``sc_db`` (spectral convergence in tifresi's transform); ``info``: ``first_call_ms``;
-        ``outputs[key]``: the reconstructed signal.
 
     Raises
     ------
     RuntimeError
-        The worker failed; the message is its last line of stderr.
+        The worker failed to start; the message is its last line of stderr.
     """
-    import numpy as np
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+    def __init__(self, signals: dict, tmp: Path, channels: int = TIFRESI_CHANNELS):
+        import numpy as np
+
+        src = Path(tmp) / "signals.npz"
         meta = {"keys": list(signals), "hops": {k: int(hop) for k, (_, hop) in signals.items()}, "channels": channels}
-        np.savez(src, meta=json.dumps(meta), **{k: np.asarray(x, dtype=np.float64) for k, (x, _) in signals.items()})
-        proc = subprocess.run([str(TIFRESI_PY), str(TIFRESI_WORKER), str(src), str(dst), str(int(repeats))],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError((proc.stderr.strip().splitlines() or ["worker failed"])[-1])
-        data = np.load(dst)
-        report = json.loads(str(data["report"]))
-        outputs = {k: np.array(data[k]) for k in signals}
-    results = {}
-    for key, r in report["results"].items():
-        # The worker has reported "ms" as the median (with "ms_min") and as the best (with "ms_median").
-        median, best = (r["ms_median"], r["ms"]) if "ms_median" in r else (r["ms"], r.get("ms_min", r["ms"]))
-        results[key] = dict(r, ms_median=float(median), ms_min=float(best))
-    return results, {"first_call_ms": report["first_call_ms"]}, outputs
+        np.savez(src, meta=json.dumps(meta), **{k: x for k, (x, _) in signals.items()})
+        self.tmp = Path(tmp)
+        self.proc = subprocess.Popen([str(TIFRESI_PY), str(TIFRESI_WORKER), str(src)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first_call_ms = self._reply()["first_call_ms"]      # the first call pays tifresi's numba JIT
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            raise RuntimeError(err[-1] if err else f"worker exited {self.proc.wait()}")
+        return json.loads(line)
+
+    def _ask(self, *words) -> dict:
+        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def time(self, key: str, repeats: int) -> dict:
+        """``{"cpu": [ms, ...], "wall": [ms, ...]}``: thread CPU and wall time of ``repeats`` inversions."""
+        return self._ask("time", key, repeats)
+
+    def result(self, key: str):
+        """(spectral convergence in dB in tifresi's transform, the reconstructed signal)."""
+        import numpy as np
+
+        out = self.tmp / f"{key.replace('@', '_')}.npy"
+        reply = self._ask("result", key, out)
+        return reply["sc_db"], np.load(out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()

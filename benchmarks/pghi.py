@@ -32,7 +32,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,10 +42,10 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "server"))
 
+from common import TifresiWorker, tifresi_status  # noqa: E402  (benchmarks/common.py: shared with generate.py)
 from stylesynth import pghi as P  # noqa: E402
 from stylesynth.spectrogram import ENV, HITS  # noqa: E402
 
-TIFRESI_PY = HERE / ".venv-tifresi" / "bin" / "python"
 SIGNALS = ["chirp", "clicks", "noise", "impacts"]
 GOAL_SPEEDUP = 10.0
 GOAL_MS_PER_2S = 3.0
@@ -153,66 +152,6 @@ def run_librosa(x: np.ndarray, rep, n_iter: int, repeats: int) -> dict:
     return {**t, "sc_db": float(20 * np.log10(np.linalg.norm(got - mag) / np.linalg.norm(mag)))}
 
 
-def tifresi_status() -> tuple[bool, str]:
-    """(available, reason). Tries to build the venv with tifresi_env.sh when it is missing."""
-    if not TIFRESI_PY.exists():
-        script = HERE / "tifresi_env.sh"
-        print("tifresi: building benchmarks/.venv-tifresi (first run only, a few minutes) ...", flush=True)
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            return False, (proc.stdout + proc.stderr).strip().splitlines()[-1] if (proc.stdout + proc.stderr).strip() \
-                else f"tifresi_env.sh exited {proc.returncode}"
-    proc = subprocess.run([str(TIFRESI_PY), "-c", "import tifresi.stft"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return False, f"tifresi does not import in {TIFRESI_PY.parent.parent}: {last}"
-    return True, "ok"
-
-
-class TifresiWorker:
-    """benchmarks/_tifresi_worker.py running in the tifresi venv, answering one request per line. It inherits this
-    process's CPU pinning, so its calls interleave with ours on the same core."""
-
-    def __init__(self, signals: dict, tmp: Path):
-        src = tmp / "signals.npz"
-        meta = {"keys": list(signals), "hops": {k: rep.hop for k, (_, rep) in signals.items()},
-                "channels": HITS.channels}
-        np.savez(src, meta=json.dumps(meta), **{k: x for k, (x, _) in signals.items()})
-        self.tmp = tmp
-        self.proc = subprocess.Popen([str(TIFRESI_PY), str(HERE / "_tifresi_worker.py"), str(src)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.first_call_ms = self._reply()["first_call_ms"]
-
-    def _reply(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            err = self.proc.stderr.read().strip().splitlines()
-            raise RuntimeError(err[-1] if err else f"worker exited {self.proc.wait()}")
-        return json.loads(line)
-
-    def _ask(self, *words) -> dict:
-        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
-        self.proc.stdin.flush()
-        return self._reply()
-
-    def time(self, key: str, repeats: int) -> dict:
-        return self._ask("time", key, repeats)
-
-    def result(self, key: str) -> tuple[float, np.ndarray]:
-        out = self.tmp / f"{key.replace('@', '_')}.npy"
-        reply = self._ask("result", key, out)
-        return reply["sc_db"], np.load(out)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-
-
 def _summary(cpu: list, wall: list) -> dict:
     return {"ms": float(np.min(cpu)), "ms_median": float(np.median(cpu)),
             "wall_ms": float(np.min(wall)), "wall_ms_median": float(np.median(wall))}
@@ -279,7 +218,7 @@ def main(argv=None) -> int:
         ok, why = tifresi_status()
         if ok:
             try:
-                worker = TifresiWorker(signals, Path(tmp.name))
+                worker = TifresiWorker({k: (x, rep.hop) for k, (x, rep) in signals.items()}, Path(tmp.name))
                 tifresi_info = {"first_call_ms": worker.first_call_ms}
                 tifresi_note = "ok"
             except Exception as exc:  # noqa: BLE001 - report and go on without the column
