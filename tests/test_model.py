@@ -11,20 +11,21 @@ from stylesynth.model import Discriminator, Generator, ModulatedConv, paper_conf
 def test_cpu_family_shapes_and_styles():
     cfg = train.default_architecture("hits")
     G, D = Generator(cfg), Discriminator(cfg)
-    assert cfg.num_ws == 14                       # as StyleGAN2 at 256 px: 2 * log2(256) - 2
+    assert cfg.resolutions == [16, 32, 64, 128, 256] and cfg.input == "mapped"
+    assert cfg.num_ws == 10                       # one per convolution (9) + the last skip output
     z = torch.randn(2, cfg.z_dim)
     with torch.no_grad():
         spec = G(z)
         assert spec.shape == (2, 256, 256)
         assert D(spec).shape == (2,)
     convs = [m for m in G.synthesis.modules() if isinstance(m, ModulatedConv)]
-    assert len(convs) == 13 + 7                   # 13 styled convolutions + 7 skip outputs
+    assert len(convs) == 9 + 5 + 1                # 9 styled convolutions + 5 skip outputs + the detail output
     assert len(G.style_affines()) == len(convs)
 
 
 def test_paper_family_builds_generates_and_takes_a_step():
     cfg = paper_config()
-    assert (cfg.z_dim, cfg.w_dim, cfg.num_ws) == (128, 128, 14)
+    assert (cfg.z_dim, cfg.w_dim, cfg.num_ws) == (128, 128, 14)   # as StyleGAN2 at 256 px: 2 log2(256) - 2
     assert cfg.width(4) == 512 and cfg.width(256) == 64
     G, D, G_ema = Generator(cfg), Discriminator(cfg), Generator(cfg)
     with torch.no_grad():
@@ -67,3 +68,29 @@ def test_truncation_pulls_towards_w_avg():
 def test_minibatch_stddev_any_batch(batch):
     D = Discriminator(tiny_config())
     assert D(torch.randn(batch, 64, 64)).shape == (batch,)
+
+
+def test_mapped_input_lets_w_shape_the_first_layer():
+    cfg = tiny_config()
+    cfg.input = "mapped"
+    G = Generator(cfg).eval()
+    ws = G.map(torch.randn(2, cfg.z_dim)).unsqueeze(1).expand(-1, cfg.num_ws, -1)
+    with torch.no_grad():
+        with_map = G.synthesis(ws, "const")
+        G.synthesis.input_map.weight.zero_()     # the same network with the w -> input path cut
+        without_map = G.synthesis(ws, "const")
+    assert not torch.allclose(with_map, without_map)
+    assert Generator(tiny_config()).synthesis.input_map is None   # StyleGAN2's constant input stays the default
+
+
+def test_band_outputs_are_smooth_across_frequency_until_detail_is_learnt():
+    cfg = tiny_config()
+    cfg.out_bands = 16                            # 64 rows drawn as 16 interpolated bands
+    G = Generator(cfg).eval()
+    with torch.no_grad():
+        spec = G(torch.randn(2, cfg.z_dim), noise="none")
+        rough = (spec[:, 2:] - 2 * spec[:, 1:-1] + spec[:, :-2]).abs().mean()     # second difference over rows
+        G.synthesis.detail_gain.fill_(1.0)
+        rough_with_detail = (lambda s: (s[:, 2:] - 2 * s[:, 1:-1] + s[:, :-2]).abs().mean())(
+            G(torch.randn(2, cfg.z_dim), noise="none"))
+    assert rough < 0.5 * rough_with_detail

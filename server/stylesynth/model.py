@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,10 +34,12 @@ class ModelConfig:
     mapping_layers: int = 4
     rows: int = 256                  # frequency rows of the spectrogram
     frames: int = 256                # time frames
-    base_frames: int = 4             # resolution of the learned constant
+    base_frames: int = 4             # resolution of the synthesis input
+    input: str = "const"             # "const": StyleGAN2's learned constant; "mapped": an affine map of w (below)
     channels: dict = field(default_factory=dict)   # resolution (frames, as str) -> width
     d_channels: dict = field(default_factory=dict)
     bin_noise: bool = True           # learned per-frequency-bin noise on the skip outputs (cpu family)
+    out_bands: int = 0               # cpu family: skip outputs draw this many bands, interpolated to rows (0: rows)
     mbstd_group: int = 4
 
     @property
@@ -78,12 +81,14 @@ def paper_config() -> ModelConfig:
                        d_channels={str(k): v for k, v in widths.items()}, bin_noise=False)
 
 
-def cpu_config(width: int = 256, d_width: int | None = None) -> ModelConfig:
+def cpu_config(width: int = 256, d_width: int | None = None, base_frames: int = 4,
+               input: str = "const") -> ModelConfig:
     """The CPU-trainable family: 1-D over time, ``width`` channels at every resolution."""
     d_width = d_width or width
-    res = [4, 8, 16, 32, 64, 128, 256]
-    return ModelConfig(family="cpu", channels={str(r): width for r in res},
-                       d_channels={str(r): d_width for r in res})
+    cfg = ModelConfig(family="cpu", base_frames=base_frames, input=input)
+    cfg.channels = {str(r): width for r in cfg.resolutions}
+    cfg.d_channels = {str(r): d_width for r in cfg.resolutions}
+    return cfg
 
 
 def tiny_config() -> ModelConfig:
@@ -248,11 +253,23 @@ class SynthesisNetwork(nn.Module):
         self.cfg = cfg
         dim, res = cfg.conv_dim, cfg.resolutions
         out_ch = cfg.rows if dim == 1 else 1       # 1-D: rows are channels; 2-D: a one-channel image
+        # In the 1-D family a skip output's rows start as independent random projections: horizontal stripes that
+        # training must first iron out. Drawing smooth band envelopes (out_bands < rows, interpolated along
+        # frequency) gives spectra the smoothness that 2-D upsampling gives images; a full-resolution "detail"
+        # output, starting at zero gain, adds narrow partials once they pay off.
+        self.bands = cfg.out_bands if dim == 1 and 0 < cfg.out_bands < cfg.rows else 0
+        if self.bands:
+            out_ch = self.bands
 
         def shape(r):   # noise shape at frame resolution r (2-D: square, rows scale with frames)
             return (r,) if dim == 1 else (r * cfg.rows // cfg.frames, r)
 
         self.const = nn.Parameter(torch.randn((1, cfg.width(res[0])) + shape(res[0])))
+        # With a constant input, where things happen in time is fixed by the constant and only slowly learnt; the
+        # events of a texture fall anywhere. "mapped" adds an affine map of w to the constant, so the latent can
+        # place coarse events itself (at base_frames resolution: 16 frames = 128 ms at hop 128).
+        self.input_map = (EqualLinear(cfg.w_dim, cfg.width(res[0]) * int(np.prod(shape(res[0]))))
+                          if cfg.input == "mapped" else None)
         self.layers = nn.ModuleList()
         self.outputs = nn.ModuleList()
         seed = noise_seed
@@ -264,12 +281,17 @@ class SynthesisNetwork(nn.Module):
             self.layers.append(StyledLayer(dim, cfg.width(r), cfg.width(r), cfg.w_dim, shape(r), seed + r + 1))
             self.outputs.append(ToOutput(dim, cfg.width(r), out_ch, cfg.w_dim))
         self.bin_noise = BinNoise(cfg.rows, cfg.frames, cfg.w_dim, seed + 7) if cfg.bin_noise and dim == 1 else None
+        if self.bands:
+            self.detail = ToOutput(dim, cfg.width(res[-1]), cfg.rows, cfg.w_dim)
+            self.detail_gain = nn.Parameter(torch.zeros(()))
 
     def forward(self, ws, noise: str = "random"):
         """ws: (B, num_ws, w_dim) -> spectrogram (B, rows, frames), roughly in [-1, 1]."""
         dim = self.cfg.conv_dim
         mode = "linear" if dim == 1 else "bilinear"
         x = self.const.expand((ws.shape[0],) + self.const.shape[1:])
+        if self.input_map is not None:
+            x = x + self.input_map(ws[:, 0]).view(x.shape)
         x = self.layers[0](x, ws[:, 0], noise)
         img = self.outputs[0](x, ws[:, 1])
         i = 1
@@ -280,7 +302,10 @@ class SynthesisNetwork(nn.Module):
             i += 2
         if dim == 2:
             img = img[:, 0]
-        elif self.bin_noise is not None:
+        if self.bands:
+            img = F.interpolate(img.transpose(1, 2), size=self.cfg.rows, mode="linear", align_corners=False)
+            img = img.transpose(1, 2) + self.detail_gain * self.detail(x, ws[:, -1])
+        if self.bin_noise is not None:
             img = self.bin_noise(img, ws[:, -1], noise)
         return img
 

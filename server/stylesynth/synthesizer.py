@@ -105,14 +105,14 @@ class Synthesizer:
 
     def render(self, state: ControlState) -> Clip:
         """Render ``state`` to audio. Same state, same samples, bit for bit."""
-        from stylesynth import loudness, spectrogram, waveform
+        from stylesynth import loudness, waveform
 
         t0 = time.perf_counter()
         w = self.latent(state)
         t1 = time.perf_counter()
         spec = self.spectrogram(w)
         t2 = time.perf_counter()
-        audio = waveform.magnitude_to_audio(spectrogram.decode(spec, self.rep), self.rep, refine=self.refine)
+        audio = waveform.spectrogram_to_audio(spec, self.rep, refine=self.refine, lufs=None)
         t3 = time.perf_counter()
         audio = loudness.normalize(audio, self.sample_rate, target_lufs=self.lufs)
         t4 = time.perf_counter()

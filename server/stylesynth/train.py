@@ -75,7 +75,8 @@ def default_architecture(model: str, size: str = "cpu") -> ModelConfig:
         from stylesynth.model import paper_config
         return paper_config()
     # Wide where the maps are short, narrower at 128/256 frames where the FLOPs are (see the model issue's note).
-    cfg = cpu_config(256)
+    cfg = cpu_config(256, base_frames=16, input="mapped")
+    cfg.out_bands = 64
     cfg.channels.update({"128": 192, "256": 128})
     cfg.d_channels.update({"128": 192, "256": 128})
     return cfg

@@ -89,7 +89,8 @@ def reconstruct(audio: np.ndarray, rep, refine: int = 0, seed: int = 0, raw: boo
     """
     from stylesynth import pghi as P
     from stylesynth.spectrogram import db_to_unit, magnitude_to_db
-    from stylesynth.waveform import decode_fast, floor_tolerance
+    from stylesynth.spectrogram import decode
+    from stylesynth.waveform import floor_tolerance
 
     t0 = time.perf_counter()
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
@@ -123,7 +124,7 @@ def reconstruct(audio: np.ndarray, rep, refine: int = 0, seed: int = 0, raw: boo
             # exactly the generator's image (spectrogram.encode), back to linear magnitude at the tile's level
             peak = float(mag_in[: rep.rows].max())
             image = db_to_unit(magnitude_to_db(mag_in[: rep.rows], rep), rep).astype(np.float32)
-            target = decode_fast(image, rep) * peak
+            target = decode(image, rep) * peak
             tol = floor_tolerance(target, rep)
         coef = P.pghi(target, rep, tol=tol, refine=refine, seed=seed + k, known_phase=known)
         y = P.fast_istft(coef, rep)
