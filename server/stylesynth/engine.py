@@ -383,7 +383,10 @@ class Engine:
         except Exception as exc:
             self.render_errors += 1
             reason = f"render failed ({type(exc).__name__}: {exc}); the previous clip keeps playing"
-            log.exception("render failed")
+            if isinstance(exc, ValueError):     # the renderer refused these controls: a message, not a crash
+                log.warning("%s", reason)
+            else:
+                log.exception("render failed")
             self._emit("error", {"address": "/stylesynth/render", "reason": reason})
             self._rendered_key = state.render_key()  # do not retry the same state in a loop
             return
