@@ -101,3 +101,14 @@ save_file({{"flat": flat}}, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.safet
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     steps = [entry for entry in log if "loss_d" in entry]
     assert steps[-1]["kimg"] == pytest.approx(3 * 2 * 2 / 1000)  # 3 steps x batch 2 x 2 ranks
+
+
+def test_bf16_autocast_trains_and_keeps_float32_weights(tiny_data, tmp_path):
+    result = train.run(tmp_path / "bf16", tiny_train_config(tiny_data, amp="bf16"), tiny_config(), max_steps=4,
+                       progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    steps = [entry for entry in logs if "loss_d" in entry]
+    assert steps and all(torch.isfinite(torch.tensor([e["loss_g"], e["loss_d"], e["r1"]])).all() for e in steps)
+    assert any(e["r1"] > 0 for e in steps)                         # R1 ran (in float32) within the 4 steps
+    assert all(p.dtype == torch.float32 for p in result.G.parameters())
+    assert result.G.w_avg.dtype == torch.float32 and torch.isfinite(result.G.w_avg).all()

@@ -326,7 +326,7 @@ class Generator(nn.Module):
 
     def map(self, z, truncation: float = 1.0, update_w_avg: float | None = None):
         """z (B, z_dim) -> w (B, w_dim), pulled towards the tracked mean by ``truncation`` (psi; 1 = none)."""
-        w = self.mapping(z)
+        w = self.mapping(z).float()          # float32 even under autocast: w_avg and edits live in float32
         if update_w_avg is not None:
             self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, update_w_avg))
         if truncation != 1.0:

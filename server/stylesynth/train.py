@@ -61,6 +61,7 @@ class TrainConfig:
     log_every: int = 10
     data_n: int = 16000
     data_dir: str = ""
+    amp: str = "none"                   # "bf16": autocast the losses' forward and backward passes (R1 stays fp32)
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
@@ -173,6 +174,13 @@ def average_gradients(module: torch.nn.Module) -> None:
     _all_average([p.grad for p in module.parameters() if p.grad is not None])
 
 
+def autocast(tc: TrainConfig, device: str, enabled: bool = True):
+    """bf16 autocast when the run asks for it (2-2.7x faster steps on a CPU with avx512_bf16, measured by
+    benchmarks/train.py), else a no-op context."""
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled and tc.amp == "bf16")
+
+
 def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: TrainConfig,
                gen: torch.Generator, nimg: int) -> dict:
     device = real.device
@@ -184,8 +192,9 @@ def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: Tra
     G.requires_grad_(True)
     D.requires_grad_(False)
     z = torch.randn((batch, z_dim), generator=gen).to(device)
-    fake = G.synthesis(sample_ws(G, z, tc.style_mixing, gen, tc.w_avg_beta), noise="random")
-    loss_g = F.softplus(-D(fake)).mean()
+    with autocast(tc, device):
+        fake = G.synthesis(sample_ws(G, z, tc.style_mixing, gen, tc.w_avg_beta), noise="random")
+        loss_g = F.softplus(-D(fake)).float().mean()
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     average_gradients(G)
@@ -197,12 +206,14 @@ def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: Tra
     G.requires_grad_(False)
     D.requires_grad_(True)
     z = torch.randn((batch, z_dim), generator=gen).to(device)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(tc, device):
         fake = G.synthesis(sample_ws(G, z, tc.style_mixing, gen, None), noise="random")
     do_r1 = tc.r1_interval > 0 and step % tc.r1_interval == 0
     real = real.detach().requires_grad_(do_r1)
-    real_logits = D(real)
-    loss_d = F.softplus(D(fake)).mean() + F.softplus(-real_logits).mean()
+    # R1 differentiates D's gradient: kept in float32, where a bf16 gradient norm would be too coarse.
+    with autocast(tc, device, enabled=not do_r1):
+        real_logits = D(real).float()
+        loss_d = F.softplus(D(fake.float()).float()).mean() + F.softplus(-real_logits).mean()
     r1 = torch.zeros(())
     if do_r1:
         (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -307,9 +318,9 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
     if config_path.is_file():       # resuming: the run's own config wins over the command line's architecture
         saved = json.loads(config_path.read_text())
         arch = ModelConfig.from_json(saved["architecture"])
-        kimg, data_dir = tc.kimg, tc.data_dir
+        kimg, data_dir, amp = tc.kimg, tc.data_dir, tc.amp
         tc = TrainConfig.from_json(saved["train"])
-        tc.kimg, tc.data_dir = kimg, data_dir or tc.data_dir
+        tc.kimg, tc.data_dir, tc.amp = kimg, data_dir or tc.data_dir, amp   # these may change on a resume
     arch = arch or default_architecture(tc.model)
     rep = REPRESENTATIONS[tc.model]
     if not tc.data_dir:
@@ -375,6 +386,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
                                                 "data": {"dir": tc.data_dir, "n": len(specs),
                                                          "seed": data.meta.get("seed")},
                                                 "warm_start": state.get("warm_start"), "device": device,
+                                                "amp": tc.amp,
                                                 "world_size": world},
                 "figures": figures}
         checkpoint.save_generator(G_ema, folder, rep, info, discriminator=D)

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                         "shipped checkpoint of --model if any) or 'none'")
     p.add_argument("--export", metavar="DIR", help="also write each new best EMA generator here (e.g. checkpoints/hits)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (for smoke tests)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the loss passes (2-2.7x faster on CPUs with avx512_bf16; R1 in fp32)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -77,6 +79,7 @@ def run(args) -> int:
             setattr(tc, name, value)
     if args.data:
         tc.data_dir = args.data
+    tc.amp = "bf16" if args.bf16 else "none"
     run_dir = Path(args.run_dir or f"runs/{args.model}")
     warm = None
     if args.warm_start == "auto":
