@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="hits", help="model name or checkpoint folder (default hits)")
     parser.add_argument("--seeds", type=int, help="seeds per slider (default 50; --quick 6)")
     parser.add_argument("--quick", action="store_true", help="6 seeds, 5 slider positions (under a minute)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: a second thread on a busy 2-core machine only waits)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     started = time.perf_counter()

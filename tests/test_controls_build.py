@@ -1,5 +1,6 @@
 """Building controls for real: an encoder trained (briefly) on a tiny generator, example sets inverted, directions
 checked on held-out examples; and the ``controls``, ``transfer`` and ``query`` commands on a small checkpoint."""
+import dataclasses
 import json
 
 import numpy as np
@@ -21,18 +22,28 @@ from stylesynth.spectrogram import HITS
 from stylesynth.state import DEFAULT
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads were ~30x slower for these small convolutions."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(2)
     gen = tiny_generator()
-    encoder, log = train_encoder(gen, EncoderTraining(pool=256, steps=150, batch=16, regen_steps=4, regen_batch=4))
+    encoder, log = train_encoder(gen, EncoderTraining(pool=256, steps=150, batch=16, regen_steps=4, regen_batch=4,
+                                                      lr=1e-3, seed=0))
     return gen, encoder, log
 
 
 @pytest.fixture(scope="module")
 def built(trained):
     gen, encoder, _ = trained
-    settings = BuildSettings(examples=12, check_examples=10, candidates=2, scale_latents=1024, eval_samples=16)
+    settings = BuildSettings(examples=8, check_examples=8, candidates=1, scale_latents=1024)
     return compute_controls(gen, encoder, R.HITS_RECIPE, settings, model="tiny")
 
 
@@ -59,23 +70,62 @@ def test_masks_hide_spans_and_bands_but_not_everything():
     assert float(m.mean()) > 0.8
 
 
-def test_directions_point_the_right_way_on_held_out_examples(built, trained):
-    bundle, figures = built
-    gen, encoder, _ = trained
-    assert list(bundle.directions) == ["brightness", "rate", "impact"]
+class FeatureEncoder(torch.nn.Module):
+    """A fixed, hand-written "encoder" for pipeline tests: w is a fixed rotation of a few spectrogram statistics
+    (spectral centroid, onset count, share of loud frames, level), so what the build does with inverted examples can
+    be checked without depending on what a briefly trained network happened to learn."""
+
+    def __init__(self, w_dim: int):
+        super().__init__()
+        from stylesynth.controls.encoder import EncoderConfig
+        self.cfg = EncoderConfig(rows=64, frames=64, w_dim=w_dim, width=32, row_pool=1)
+        q, _ = torch.linalg.qr(torch.randn(w_dim, w_dim, generator=torch.Generator().manual_seed(3)))
+        self.register_buffer("rotation", q[:, :4])
+
+    def forward(self, spec, mask=None):
+        power = 10 ** ((spec.clamp(-1, 1) - 1) * 2.5)             # [-1, 1] -> linear power, floor -50 dB
+        rows = torch.arange(spec.shape[1], dtype=spec.dtype)
+        centroid = (power.sum(2) * rows).sum(1) / power.sum((1, 2)) / spec.shape[1]
+        level = 10 * torch.log10(power.sum(1) + 1e-9)                           # (B, frames) dB
+        level = level - level.amax(1, keepdim=True)
+        onsets = (level.diff(dim=1) > 6).float().sum(1) / 10
+        loud = (level > -10).float().mean(1)
+        feats = torch.stack([centroid * 4, onsets, loud * 4, level.mean(1) / 10], dim=1)
+        return feats @ self.rotation.T
+
+
+def test_build_pipeline_puts_held_out_poles_the_right_way(trained):
+    """Examples -> inversion -> prototypes -> unit directions -> signs, with a transparent encoder: every
+    direction must separate held-out and fresh examples almost perfectly, and point from pole B to pole A."""
+    gen, _, _ = trained
+    encoder = FeatureEncoder(gen.cfg.w_dim)
+    settings = BuildSettings(examples=12, check_examples=10, scale_latents=512)
+    directions_only = dataclasses.replace(R.HITS_RECIPE, prototypes={}, start_points=())
+    bundle, figures = compute_controls(gen, encoder, directions_only, settings, model="tiny")
+    # Impact overlaps by nature (hits last 0.05-0.4 s, scratches 0.15-1.2 s, 1-7 events each): a lower bar.
+    bar = {"brightness": 0.9, "rate": 0.9, "impact": 0.7}
     for name, recipe in zip(bundle.directions, R.HITS_RECIPE.directions):
-        check = figures["directions"][name]["heldout_check"]          # 10 + 10 clips of other seeds
-        assert check["auc"] > 0.7 and check["effect"] > 0, (name, check)
-        if name == "impact":
-            # The tiny generator is untrained, so its encoder sees little of an event's length and impact only
-            # separates weakly here (AUC ~0.6-0.7); the shipped model's test holds it to the full standard.
-            continue
-        # Recomputed on yet other examples: pole A (tinny, busy) above pole B. Swapped poles would give ~0.
+        check = figures["directions"][name]["heldout_check"]
+        assert check["auc"] > bar[name] and check["effect"] > 1, (name, check)
         specs = lambda sources, seed: clips_to_specs([c[0] for c in R.draw_pole(sources, 12, seed, HITS)],  # noqa
                                                      HITS, 64, 64)
         fresh = separation(invert(encoder, specs(recipe.pole_a, 4242)), invert(encoder, specs(recipe.pole_b, 4243)),
                            bundle.directions[name])
-        assert fresh["auc"] > 0.75 and fresh["effect"] > 0, (name, fresh)
+        assert fresh["auc"] > bar[name], (name, fresh)
+        # Swapping the poles flips the direction: the sign convention is pole A minus pole B.
+        assert separation(invert(encoder, specs(recipe.pole_b, 4242)), invert(encoder, specs(recipe.pole_a, 4243)),
+                          bundle.directions[name])["auc"] < 1 - bar[name]
+
+
+def test_directions_point_the_right_way_on_held_out_examples(built, trained):
+    """The same with the briefly trained encoder of an untrained generator: its features are arbitrary, so only
+    the sign is held to (the build's own held-out check, 10 + 10 clips of other seeds); the shipped model's test
+    (test_controls_shipped.py) holds the real encoder to AUC > 0.75."""
+    bundle, figures = built
+    assert list(bundle.directions) == ["brightness", "rate", "impact"]
+    for name in bundle.directions:
+        check = figures["directions"][name]["heldout_check"]
+        assert check["auc"] > 0.5 and check["effect"] > 0, (name, check)
     # Directions are distinct (none a copy of another, as the original's swapped pair was).
     d = torch.stack(list(bundle.directions.values()))
     assert float((d @ d.T - torch.eye(3)).abs().max()) < 0.99
@@ -181,7 +231,10 @@ def test_controls_refused_after_the_generator_changes(small_checkpoint, tmp_path
     shutil.copytree(small_checkpoint, folder)
     torch.manual_seed(5)
     save_generator(Generator(small_config()).eval(), folder, HITS, {"name": "small"})   # a new training export
-    assert cli.main(["controls", "show", "--model", str(folder)]) == 0      # show reads the files alone...
-    gen_meta = __import__("stylesynth.checkpoint", fromlist=["load_generator"]).load_generator(folder)
-    with pytest.raises(Exception, match="built for another generator"):     # ...but use with the generator fails
-        load_bundle(folder, gen_meta[0])
+    capsys.readouterr()
+    assert cli.main(["controls", "show", "--model", str(folder)]) == 1      # shown, with a warning and status 1
+    assert "built for another generator" in capsys.readouterr().out
+    from stylesynth.checkpoint import load_generator
+    from stylesynth.controls import ControlsError
+    with pytest.raises(ControlsError, match="built for another generator"):     # use with the generator fails
+        load_bundle(folder, load_generator(folder)[0])

@@ -8,12 +8,22 @@ import torch
 from test_controls_unit import make_bundle, tiny_generator
 
 from stylesynth.checkpoint import save_generator
-from stylesynth.controls import ControlsError, load_bundle, save_bundle, state_to_w
+from stylesynth.controls import ControlsError, load_bundle, load_controls, save_bundle, state_to_w
 from stylesynth.controls.bundle import META_FILE, TENSORS_FILE
 from stylesynth.controls.encoder import Encoder, EncoderConfig, save_encoder
 from stylesynth.model import Generator, tiny_config
 from stylesynth.spectrogram import HITS
 from stylesynth.state import DEFAULT
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads were ~30x slower for these small convolutions."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 
 @pytest.fixture()
@@ -34,7 +44,7 @@ def checkpoint(tmp_path):
 
 def test_round_trip_is_exact(checkpoint):
     folder, gen, bundle = checkpoint
-    loaded = load_bundle(folder, gen)
+    loaded = load_controls(folder, gen)
     assert loaded.model == "tiny" and loaded.w_dim == 16 and loaded.encoder is not None
     assert loaded.prototype_names == ["Hits", "Scratches"]
     assert loaded.start_point_names == ["Hit - Wood", "Scratch - Carpet"]
@@ -52,6 +62,7 @@ def test_missing_controls_say_how_to_make_them(tmp_path):
     folder = save_generator(tiny_generator(), tmp_path / "bare", HITS, {"name": "bare"})
     with pytest.raises(ControlsError, match=r"no semantic controls .*stylesynth controls build --model bare"):
         load_bundle(folder)
+    assert load_controls(folder) is None           # what the synthesizer asks: a bare generator has none
     with pytest.raises(ControlsError, match="no model 'no-such-model'"):
         load_bundle("no-such-model")
 

@@ -12,7 +12,7 @@ latent w, example-based directions (brightness, rate, impact), class prototypes,
 directions, written beside the generator as encoder.safetensors, controls.safetensors and controls.json.
 
 Examples:
-  stylesynth controls build --model hits                       checkpoints/hits (5-10 CPU minutes)
+  stylesynth controls build --model hits                       checkpoints/hits (~4 CPU minutes)
   stylesynth controls build --model hits --checkpoint /work/runs/hits/best --examples 30
   stylesynth controls show --model hits
   stylesynth controls params                                   every OSC parameter and command
@@ -55,15 +55,17 @@ def register(subparsers) -> None:
                        help="clips tried per start point, the best regenerated kept (default 6)")
     build.add_argument("--refine-steps", type=_count(0), default=0,
                        help="latent-optimisation steps after the encoder for each example (default 0)")
-    build.add_argument("--encoder-pool", type=_count(16), default=2048,
-                       help="generator samples the encoder trains on (default 2048)")
-    build.add_argument("--encoder-steps", type=_count(1), default=1500, help="encoder steps on w loss (default 1500)")
-    build.add_argument("--regen-steps", type=_count(0), default=60,
-                       help="final encoder steps adding the regenerated-spectrogram loss (default 60)")
+    build.add_argument("--encoder-pool", type=_count(16), default=4096,
+                       help="generator samples the encoder trains on (default 4096)")
+    build.add_argument("--encoder-steps", type=_count(1), default=2500, help="encoder steps on w loss (default 2500)")
+    build.add_argument("--regen-steps", type=_count(0), default=100,
+                       help="final encoder steps adding the regenerated-spectrogram loss (default 100)")
     build.add_argument("--retrain-encoder", action="store_true",
                        help="train a new encoder even if the folder has one for this generator")
     build.add_argument("--seed", type=_count(0), default=0, help="seed of every draw (default 0)")
-    build.add_argument("--threads", type=_count(1), default=2, help="torch CPU threads (default 2)")
+    build.add_argument("--threads", type=_count(1), default=1,
+                       help="torch CPU threads (default 1: on a busy 2-core machine a second thread waits on the "
+                            "other's core and made each step ~30x slower, measured)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=run_build)
 
@@ -116,7 +118,7 @@ def run_build(args) -> int:
 
 
 def run_show(args) -> int:
-    from stylesynth.controls.bundle import ControlsError, load_bundle
+    from stylesynth.controls.bundle import ControlsError, file_sha256, load_bundle
 
     folder = _folder(args)
     try:
@@ -127,6 +129,11 @@ def run_show(args) -> int:
         print(json.dumps(bundle.info, indent=2))
     else:
         print(summary(bundle))
+    generator_file = folder / "generator.safetensors"
+    if generator_file.is_file() and bundle.generator_sha256 and file_sha256(generator_file) != bundle.generator_sha256:
+        print(f"warning: these controls were built for another generator than {generator_file}; the server will "
+              f"refuse them: run 'stylesynth controls build --model {bundle.model} --checkpoint {folder}'")
+        return 1
     return 0
 
 

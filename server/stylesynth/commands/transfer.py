@@ -72,7 +72,7 @@ def load_model(name: str):
 def render(generator, ws, rep):
     import torch
 
-    from stylesynth.controls.audio import spectrogram_to_audio
+    from stylesynth.waveform import spectrogram_to_audio
 
     with torch.no_grad():
         spec = generator.synthesize(ws, noise="const")[0].clamp(-1, 1).numpy()

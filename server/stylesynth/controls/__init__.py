@@ -19,7 +19,8 @@ The research system's example-based framework (Kamath et al., TASLP 2024), rebui
 """
 from __future__ import annotations
 
-from stylesynth.controls.bundle import ControlsBundle, ControlsError, load_bundle, save_bundle
+from stylesynth.controls.bundle import ControlsBundle, ControlsError, load_bundle, load_controls, save_bundle
 from stylesynth.controls.latent import state_to_w, z_from_seed
 
-__all__ = ["ControlsBundle", "ControlsError", "load_bundle", "save_bundle", "state_to_w", "z_from_seed"]
+__all__ = ["ControlsBundle", "ControlsError", "load_bundle", "load_controls", "save_bundle", "state_to_w",
+           "z_from_seed"]

@@ -1,8 +1,5 @@
-"""Latent -> audio and audio file -> model spectrogram, for the ``transfer`` and ``query`` commands and benchmarks.
-
-The serving path (PGHI tuned for latency, loudness, playback) is :mod:`stylesynth.synthesizer`'s; this is the plain
-offline version: generator spectrogram -> dB -> linear magnitude -> PGHI phase -> inverse Gabor transform ->
--14 LUFS, with the peak kept below 1 (the research system did not protect against clipping).
+"""Sound files in and out for the ``transfer`` and ``query`` commands: a reference file as the model's clip, and
+float wav output. (Spectrogram -> audio is :func:`stylesynth.waveform.spectrogram_to_audio`, as the server's.)
 """
 from __future__ import annotations
 
@@ -11,33 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from stylesynth.spectrogram import Representation
-
-TARGET_LUFS = -14.0
-PEAK_LIMIT = 0.99
-
-
-def spectrogram_to_audio(spec: np.ndarray, rep: Representation) -> np.ndarray:
-    """One model spectrogram (256, frames) in [-1, 1] -> float32 audio at ``rep.sample_rate``, -14 LUFS."""
-    from stylesynth import pghi
-    from stylesynth.spectrogram import decode
-
-    coefficients = pghi.pghi(decode(np.asarray(spec, dtype=np.float64), rep), rep)
-    audio = pghi.fast_istft(coefficients, rep)
-    return loudness_normalise(np.asarray(audio, dtype=np.float64), rep.sample_rate)
-
-
-def loudness_normalise(audio: np.ndarray, sample_rate: int, target: float = TARGET_LUFS) -> np.ndarray:
-    """Scale to ``target`` LUFS (pyloudnorm), then down if the peak would pass :data:`PEAK_LIMIT`. Silence stays
-    silence."""
-    import pyloudnorm
-
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak == 0.0:
-        return audio.astype(np.float32)
-    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio)
-    gain = 10.0 ** ((target - loudness) / 20.0) if np.isfinite(loudness) else PEAK_LIMIT / peak
-    gain = min(gain, PEAK_LIMIT / peak)
-    return (audio * gain).astype(np.float32)
 
 
 def read_clip(path: str | Path, rep: Representation) -> np.ndarray:

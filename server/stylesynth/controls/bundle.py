@@ -330,6 +330,18 @@ def load_bundle(name_or_path, generator=None, with_encoder: bool = True) -> Cont
     return bundle
 
 
+def load_controls(folder, generator=None) -> ControlsBundle | None:
+    """A checkpoint's controls if it ships any, else ``None`` (a bare generator: only seed and truncation act).
+
+    Files that exist but do not load or do not match ``generator`` raise :class:`ControlsError` (a
+    :class:`~stylesynth.checkpoint.ModelError`), as :func:`load_bundle`.
+    """
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file() and not (folder / TENSORS_FILE).is_file():
+        return None
+    return load_bundle(folder, generator)
+
+
 def _load_matching_encoder(path: Path, bundle: ControlsBundle):
     from stylesynth.controls.encoder import load_encoder
 

@@ -2,7 +2,8 @@
 
 The research system inverts with a ResNet-34 on 256 x 256 images; on two CPU cores that is too slow to train in
 minutes. This encoder is a ResNet-style stack of 1-D convolutions over time with the frequency rows as channels
-(the same layout as the ``cpu`` generator family): a stem sees the spectrogram and its mask (2 x rows channels),
+(the same layout as the ``cpu`` generator family): a stem sees the spectrogram and its mask (2 x rows channels,
+adjacent rows averaged in pairs),
 residual blocks halve the time axis (already halved by the stem) down to 4 frames, and a two-layer head gives a standardised ``w`` that is
 mapped back with the training latents' mean and standard deviation (buffers of the module).
 
@@ -39,6 +40,7 @@ class EncoderConfig:
     w_dim: int
     width: int = 128          # channels of every residual block
     stem_stride: int = 2      # the stem halves the time axis: most of the cost is there, at full resolution
+    row_pool: int = 2         # adjacent frequency rows averaged before the stem (halves its cost again)
     min_frames: int = 4       # time resolution at the head
 
     def to_json(self) -> dict:
@@ -55,7 +57,8 @@ class EncoderConfig:
         cfg = generator.cfg
         if width is None:
             width = min(128, cfg.width(cfg.resolutions[0]))
-        return cls(rows=cfg.rows, frames=cfg.frames, w_dim=cfg.w_dim, width=int(width))
+        return cls(rows=cfg.rows, frames=cfg.frames, w_dim=cfg.w_dim, width=int(width),
+                   row_pool=2 if cfg.rows >= 128 else 1)
 
 
 class ResBlock(nn.Module):
@@ -83,7 +86,9 @@ class Encoder(nn.Module):
             raise ValueError(f"encoder frames must be a power of two >= {cfg.min_frames * cfg.stem_stride}, "
                              f"got {cfg.frames}")
         self.cfg = cfg
-        self.stem = nn.Conv1d(2 * cfg.rows, cfg.width, 3, stride=cfg.stem_stride, padding=1)
+        if cfg.row_pool < 1 or cfg.rows % cfg.row_pool:
+            raise ValueError(f"row_pool must divide rows ({cfg.rows}), got {cfg.row_pool}")
+        self.stem = nn.Conv1d(2 * cfg.rows // cfg.row_pool, cfg.width, 3, stride=cfg.stem_stride, padding=1)
         n_blocks = int(math.log2(cfg.frames // cfg.stem_stride // cfg.min_frames))
         self.blocks = nn.Sequential(*[ResBlock(cfg.width) for _ in range(n_blocks)])
         self.head = nn.Sequential(nn.Linear(cfg.width * cfg.min_frames, cfg.width), nn.LeakyReLU(0.2),
@@ -96,6 +101,9 @@ class Encoder(nn.Module):
         if mask is None:
             mask = torch.ones_like(spec)
         x = torch.cat([spec * mask, mask], dim=1)
+        if self.cfg.row_pool > 1:
+            b, c, t = x.shape
+            x = x.view(b, c // self.cfg.row_pool, self.cfg.row_pool, t).mean(2)
         x = self.blocks(F.leaky_relu(self.stem(x), 0.2))
         return self.w_mean + self.w_std * self.head(x.flatten(1))
 
@@ -155,15 +163,17 @@ def random_masks(batch: int, rows: int, frames: int, generator: torch.Generator,
 
 @dataclass
 class EncoderTraining:
-    """Settings of :func:`train_encoder`; the defaults fit about 5-10 minutes on two busy CPU cores."""
+    """Settings of :func:`train_encoder`; the defaults take about 4 minutes on one busy CPU core (measured: with a
+    128-d, 256 x 256 generator at kimg 9, 2500 steps on 4096 samples recovered R^2 0.49 of w and regenerated
+    held-out samples to 1.6 dB; 800 steps on 2048 samples: R^2 0.18, 2.1 dB)."""
 
-    pool: int = 2048            # generator samples drawn once (the generator is the expensive part)
-    steps: int = 1500           # w-loss steps over the pool, fresh masks every time
+    pool: int = 4096            # generator samples drawn once (512 MB as float16; the generator is the slow part)
+    steps: int = 2500           # w-loss steps over the pool (~20 epochs), fresh masks every time
     batch: int = 32
-    regen_steps: int = 60       # final steps adding the regenerated-spectrogram loss (a generator pass each)
+    regen_steps: int = 100      # final steps adding the regenerated-spectrogram loss (a generator pass each)
     regen_batch: int = 8
     regen_weight: float = 4.0   # spectrogram MSE is ~0.01-0.1: weighted to matter next to the w loss
-    lr: float = 1e-3
+    lr: float = 2e-3
     psi_range: tuple = (0.5, 1.1)   # truncation of the training latents: typical ones and a little beyond
     seed: int = 0
 
@@ -254,7 +264,8 @@ def train_encoder(generator, settings: EncoderTraining | None = None, cfg: Encod
         loss_w = ((w_hat - w) / w_std).square().mean()
         loss = loss_w
         if regen:
-            loss_spec = (generator.synthesize(w_hat, noise="const") - x).square().mean()
+            # On the representation's range: a young generator overshoots [-1, 1] by a lot, and the pool is clipped.
+            loss_spec = (generator.synthesize(w_hat, noise="const").clamp(-1, 1) - x).square().mean()
             loss = loss + s.regen_weight * loss_spec
             losses["spec"] = loss_spec.item()
         opt.zero_grad(set_to_none=True)
