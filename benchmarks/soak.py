@@ -41,12 +41,11 @@ sys.path.insert(0, str(HERE))
 
 from latency import STYLESYNTH, free_port, start_jackd  # noqa: E402
 from conftest import OscClient  # noqa: E402
-from test_fuzz_osc import fuzz_packet  # noqa: E402
+from test_fuzz_osc import BATCH, flood  # noqa: E402
 
 GOAL_STATUS_MS = 50.0
 GOAL_GROWTH_MB = 10.0
 SENDERS = 100
-BATCH = 100
 
 
 def rss_mb(pid: int) -> float:
@@ -75,22 +74,14 @@ def status_ms(port: int, n: int = 20) -> list[float]:
 
 def flood_osc(port: int, n_packets: int, rng: random.Random) -> dict:
     senders = [OscClient(port) for _ in range(max(1, min(SENDERS, n_packets // BATCH)))]
-    per_sender = n_packets // len(senders)
-    sent = errors = 0
     t0 = time.perf_counter()
-    for sender in senders:
-        for start in range(0, per_sender, BATCH):
-            for _ in range(min(BATCH, per_sender - start)):
-                sender.send_raw(fuzz_packet(rng))
-                sent += 1
-            sender.send("/reply_port", 0)  # a mutated /reply_port may have sent our replies elsewhere
-            sender.send("/version")
-            while (msg := sender.recv(20.0)) is not None and msg[0] != "/version.reply":
-                errors += msg[0] == "/error"
-            if msg is None:
-                raise RuntimeError(f"server stopped answering after {sent} packets (stacks in its log: "
-                                   "SIGUSR1 was sent)")
-        sender.close()
+    try:
+        sent, errors = flood(senders, n_packets, rng, timeout=20.0)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc} (stacks in its log: SIGUSR1 was sent)") from None
+    finally:
+        for sender in senders:
+            sender.close()
     return {"packets": sent, "error_replies": errors, "seconds": time.perf_counter() - t0}
 
 

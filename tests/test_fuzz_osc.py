@@ -106,25 +106,34 @@ def fuzz_packet(rng: random.Random) -> bytes:
         bytes(rng.randrange(256) for _ in range(rng.randrange(0, 24)))
 
 
+def flood(senders: list, n_packets: int, rng: random.Random, timeout: float = 10.0) -> tuple[int, int]:
+    """Send ``n_packets`` fuzzed packets, shared among ``senders`` in batches of :data:`BATCH`, with a barrier
+    after each batch; returns (packets sent, /error replies seen). Raises RuntimeError if the server stops
+    answering. Used by this test and by ``benchmarks/soak.py``."""
+    per_sender = n_packets // len(senders)
+    sent = errors = 0
+    for sender in senders:
+        for start in range(0, per_sender, BATCH):
+            for _ in range(min(BATCH, per_sender - start)):
+                sender.send_raw(fuzz_packet(rng))
+                sent += 1
+            # A barrier: the server answers in order, so once /version.reply is back it has handled the batch
+            # (and the kernel's socket buffer never overflows, so every packet really reaches the parser).
+            sender.send("/reply_port", 0)  # a mutated /reply_port may have sent our replies elsewhere
+            sender.send("/version")
+            while (msg := sender.recv(timeout)) is not None and msg[0] != "/version.reply":
+                errors += msg[0] == "/error"
+            if msg is None:
+                raise RuntimeError(f"the server stopped answering after {sent} packets")
+    return sent, errors
+
+
 def test_server_survives_fuzzing(tmp_path):
     server = launch_server(tmp_path, "--no-audio", "--oscquery-port", "0")
     rng = random.Random(20261124)
     try:
         senders = [OscClient(server.port) for _ in range(SENDERS)]
-        per_sender = N_PACKETS // SENDERS
-        sent = errors = 0
-        for sender in senders:
-            for start in range(0, per_sender, BATCH):
-                for _ in range(min(BATCH, per_sender - start)):
-                    sender.send_raw(fuzz_packet(rng))
-                    sent += 1
-                # A barrier: the server answers in order, so once /version.reply is back it has handled the batch
-                # (and the kernel's socket buffer never overflows, so every packet really reaches the parser).
-                sender.send("/reply_port", 0)  # a mutated /reply_port may have sent our replies elsewhere
-                sender.send("/version")
-                while (msg := sender.recv(10.0)) is not None and msg[0] != "/version.reply":
-                    errors += msg[0] == "/error"
-                assert msg is not None, "the server stopped answering during the fuzz"
+        sent, errors = flood(senders, N_PACKETS, rng)
         assert sent >= 10_000
         probe = OscClient(server.port)
         t0 = time.monotonic()
