@@ -163,20 +163,28 @@ def main(argv=None) -> int:
                      "moved_all": moved})
     doc["rows"] = rows
 
-    # Chance level per attribute: the largest median |rho| of the random directions.
+    # Chance level per attribute: the largest median |rho| of the random directions, and their mean movement.
     chance = {f: max(abs(r["rho_all"][f]) for r in rows if r["kind"] == "random") for f in FEATURES}
+    chance_moved = {f: float(np.mean([r["moved_all"][f] for r in rows if r["kind"] == "random"])) for f in FEATURES}
     doc["random_abs_rho_max"] = chance
+    doc["random_moved_mean"] = chance_moved
 
     print(f"controls of {folder} (kimg {doc['kimg']}), {n_seeds} seeds x {len(steps)} slider positions, "
           f"{ms_per_clip:.1f} ms per clip")
     print(f"attribute ranges (5-95 %): centroid {ranges['centroid_hz']:.0f} Hz, onsets "
           f"{ranges['onsets_per_s']:.2f}/s, event length {ranges['event_length_s']:.3f} s\n")
-    print(f"{'slider':12} {'scale':7} {'attribute':15} {'median rho':>10} {'vs random':>9}  others moved (of range)")
+    print(f"{'slider':11} {'scale':6} {'attribute':15} {'rho':>5} {'moved':>6} {'vs random':>9}  "
+          f"others moved (of range)")
     for r in rows:
         if r["kind"] == "semantic":
-            ratio = r["rho"] / max(chance[r["attribute"]], 1e-3)        # signed: the wrong way is negative
+            own = r["attribute"]
+            r["own_moved"] = r["moved_all"][own]
+            r["moved_vs_random"] = r["own_moved"] / chance_moved[own] if chance_moved[own] > 0 else None
+            ratio = f"{r['moved_vs_random']:8.1f}x" if r["moved_vs_random"] is not None else f"{'n/a':>9}"
             others = ", ".join(f"{f.split('_')[0]} {v:.0%}" for f, v in r["others_moved"].items())
-            print(f"{r['slider']:12} {r['scale']:7} {r['attribute']:15} {r['rho']:10.2f} {ratio:8.1f}x  {others}")
+            print(f"{r['slider']:11} {r['scale']:6} {own:15} {r['rho']:5.2f} {r['own_moved']:6.0%} {ratio}  {others}")
+    print("(rho: median Spearman of slider vs attribute, sign-corrected; moved: median change -5 -> +5 as a share "
+          "of the attribute's range; vs random: that movement over the mean of 3 random unit directions' at the spread scale)")
     for r in rows:
         if r["kind"] == "random":
             rhos = ", ".join(f"{f.split('_')[0]} {v:+.2f}" for f, v in r["rho_all"].items())
