@@ -247,3 +247,33 @@ def test_every_slider_in_the_params_table_is_used():
     semantic = [n for n, p in P.PARAMS.items() if p.group == "semantic"]
     assert semantic == ["brightness", "rate", "impact"]
     assert P.SEFA_DIMENSIONS == 10
+
+
+# --- recipes -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["hits", "env"])
+def test_every_recipe_source_draws_matching_clips(model):
+    from stylesynth.controls import recipes as R
+    recipe = R.recipe_for(model)
+    assert [d.name for d in recipe.directions] == (["brightness", "rate", "impact"] if model == "hits"
+                                                   else ["brightness", "rate"])
+    sources = [s for d in recipe.directions for s in d.pole_a + d.pole_b]
+    sources += list(recipe.prototypes.values()) + [sp.source for sp in recipe.start_points]
+    for source in sources:
+        clips = R.draw(source, 2, seed=1, rep=recipe.rep)
+        assert len(clips) == 2, source.describe()
+        for audio, label in clips:
+            assert audio.shape == (recipe.rep.n_samples,) and np.isfinite(audio).all()
+            assert source.where is None or source.where(label), source.describe()
+    assert len({sp.name for sp in recipe.start_points}) == len(recipe.start_points)
+
+
+def test_recipe_choice_and_refusals():
+    from stylesynth.controls import recipes as R
+    from stylesynth.spectrogram import ENV, Representation
+    assert R.recipe_for("some/path", ENV).model == "env" and R.recipe_for("x", HITS).model == "hits"
+    with pytest.raises(ValueError, match="no control recipe for model 'x'"):
+        R.recipe_for("x", Representation(hop=64))
+    never = R.Source("class", "Hits", lambda label: False, "impossible")
+    with pytest.raises(ValueError, match=r"only 0 of 6 clips from class:Hits \(impossible\) matched; need 2"):
+        R.draw(never, 2, seed=0, rep=HITS, max_tries=3)
