@@ -81,12 +81,13 @@ def check_state(state, bundle) -> None:
 
 def base_latent(state, generator, bundle) -> torch.Tensor:
     """Step 1 of :func:`state_to_w`: the query inversion, a start point, or the truncated seed latent (w_dim,)."""
+    device = generator.w_avg.device
     if state.query_run:
         from stylesynth.controls.query import query_latent
-        return query_latent(state, bundle)
+        return query_latent(state, bundle).to(device)
     if state.start:
-        return bundle.start_points[state.start].clone()
-    w = generator.map(z_from_seed(state.seed, generator.cfg.z_dim))[0]
+        return bundle.start_points[state.start].to(device, copy=True)
+    w = generator.map(z_from_seed(state.seed, generator.cfg.z_dim).to(device))[0]
     return generator.w_avg + float(state.truncation) * (w - generator.w_avg)
 
 
@@ -105,7 +106,7 @@ def state_to_w(state, generator, bundle) -> torch.Tensor:
     Returns
     -------
     torch.Tensor, shape (1, num_ws, w_dim), float32
-        Ready for ``generator.synthesize(w, noise="const")``.
+        On the generator's device, ready for ``generator.synthesize(w, noise="const")``.
 
     Raises
     ------
@@ -122,14 +123,15 @@ def state_to_w(state, generator, bundle) -> torch.Tensor:
     check_state(state, bundle)
     with torch.no_grad():
         w = base_latent(state, generator, bundle).float()
+        device = w.device            # the generator's; the bundle's vectors live on the CPU
         if state.prototype != "none":
             a = float(state.strength)
-            w = (1.0 - a) * w + a * bundle.prototypes[state.prototype]
+            w = (1.0 - a) * w + a * bundle.prototypes[state.prototype].to(device)
         for name, unit in bundle.directions.items():
             s = float(getattr(state, name))
             if s:
-                w = w + s * bundle.direction_scales[name] * unit
+                w = w + s * bundle.direction_scales[name] * unit.to(device)
         for k, s in enumerate(state.sefa[: len(bundle.sefa_vectors)]):
             if s:
-                w = w + float(s) * float(bundle.sefa_scales[k]) * bundle.sefa_vectors[k]
+                w = w + float(s) * float(bundle.sefa_scales[k]) * bundle.sefa_vectors[k].to(device)
         return w.reshape(1, 1, -1).expand(1, generator.num_ws, bundle.w_dim).contiguous()
