@@ -184,7 +184,8 @@ def main(argv=None) -> int:
             others = ", ".join(f"{f.split('_')[0]} {v:.0%}" for f, v in r["others_moved"].items())
             print(f"{r['slider']:11} {r['scale']:6} {own:15} {r['rho']:5.2f} {r['own_moved']:6.0%} {ratio}  {others}")
     print("(rho: median Spearman of slider vs attribute, sign-corrected; moved: median change -5 -> +5 as a share "
-          "of the attribute's range; vs random: that movement over the mean of 3 random unit directions' at the spread scale)")
+          "of the attribute's range;\n vs random: that movement over the mean of 3 random unit directions' at the "
+          "spread scale)")
     for r in rows:
         if r["kind"] == "random":
             rhos = ", ".join(f"{f.split('_')[0]} {v:+.2f}" for f, v in r["rho_all"].items())

@@ -157,8 +157,8 @@ def summary(bundle) -> str:
         d = fig.get("directions", {}).get(name, {})
         check = d.get("heldout_check", {})
         poles = f"{d.get('plus', '?')} / {d.get('minus', '?')}"
-        lines.append(f"{name:12} {poles:28} {bundle.direction_scales[name]:7.3f} {check.get('auc', float('nan')):13.2f} "
-                     f"{check.get('effect', float('nan')):7.2f}")
+        auc, effect = check.get("auc", float("nan")), check.get("effect", float("nan"))
+        lines.append(f"{name:12} {poles:28} {bundle.direction_scales[name]:7.3f} {auc:13.2f} {effect:7.2f}")
     eig = ", ".join(f"{float(e):.2f}" for e in bundle.sefa_eigenvalues)
     lines.append(f"SeFa: {len(bundle.sefa_vectors)} directions, eigenvalues {eig}")
     lines.append(f"prototypes: {', '.join(bundle.prototypes) or 'none'}")

@@ -3,9 +3,9 @@
 The research system inverts with a ResNet-34 on 256 x 256 images; on two CPU cores that is too slow to train in
 minutes. This encoder is a ResNet-style stack of 1-D convolutions over time with the frequency rows as channels
 (the same layout as the ``cpu`` generator family): a stem sees the spectrogram and its mask (2 x rows channels,
-adjacent rows averaged in pairs),
-residual blocks halve the time axis (already halved by the stem) down to 4 frames, and a two-layer head gives a standardised ``w`` that is
-mapped back with the training latents' mean and standard deviation (buffers of the module).
+adjacent rows averaged in pairs) and halves the time axis, residual blocks halve it on down to 4 frames, and a
+two-layer head gives a standardised ``w`` that is mapped back with the training latents' mean and standard
+deviation (buffers of the module). About 0.7 M parameters; one training step of 32 clips takes ~0.1 s on one core.
 
 Training (:func:`train_encoder`) follows the research system: generator samples with known ``w``, random time and
 frequency masks, loss = MSE on ``w`` (standardised) + MSE on the regenerated spectrogram. To fit a few CPU minutes,

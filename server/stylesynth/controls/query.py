@@ -28,8 +28,9 @@ def reference_params(state, rep: Representation) -> gaver.GaverParams:
     """The Gaver recipe of a state's query controls, made renderable.
 
     Band edges are swapped if reversed and kept inside [20, 7900] Hz with a minimal width; ``fade_in + fade_out``
-    above 1 is scaled down to 1 (the state allows each in [0, 1] alone) and ``fade_in`` kept below 1. Burst placement bunches the impulses at a
-    seed-drawn time with gaps of 10-35 % of the impulse width; otherwise they are evenly spaced over the clip.
+    above 1 is scaled down to 1 (the state allows each in [0, 1] alone) and ``fade_in`` kept below 1. Burst
+    placement bunches the impulses at a seed-drawn time with gaps of 10-35 % of the impulse width; otherwise they
+    are evenly spaced over the clip.
     """
     duration = rep.n_samples / rep.sample_rate
     n = int(state.query_density)
