@@ -30,6 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 STYLESYNTH = Path(sys.executable).with_name("stylesynth")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread for every test: on a busy 2-core machine two threads were 2-30x slower for this project's
+    small convolutions (training steps, the encoder, rendering), and the suite shares the machine with jackd/pd."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Ports and OSC
 # ---------------------------------------------------------------------------------------------------------------

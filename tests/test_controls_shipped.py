@@ -24,15 +24,6 @@ pytestmark = pytest.mark.skipif(not (FOLDER / "model.json").is_file(),
 ATTRIBUTE = {"brightness": ("centroid_hz", 1), "rate": ("onsets_per_s", 1), "impact": ("event_length_s", -1)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads were ~30x slower for these small convolutions."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 @pytest.fixture(scope="module")
 def shipped():

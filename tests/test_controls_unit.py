@@ -16,15 +16,6 @@ from stylesynth.spectrogram import HITS
 from stylesynth.state import DEFAULT, ControlError, ControlState
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads were ~30x slower for these small convolutions."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 def tiny_generator(seed: int = 0) -> Generator:
     torch.manual_seed(seed)
