@@ -116,10 +116,11 @@ def _write_shard(path: Path, specs: list[np.ndarray]) -> dict:
     # ascontiguousarray: safetensors.numpy writes an array's raw buffer as if it were C-ordered, and encode()'s
     # output is a transposed (Fortran-ordered) view, so without it every spectrogram lands transposed on disk.
     save_file({SPEC_KEY: np.ascontiguousarray(np.stack(specs))}, str(path))
-    return {"file": path.name, "count": len(specs), "sha256": _sha256(path)}
+    return {"file": path.name, "count": len(specs), "sha256": file_sha256(path)}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 4 MB blocks (datasets record it per shard; controls per generator)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -310,7 +311,7 @@ def load(path: str | os.PathLike, verify: bool = True) -> SpecDataset:
         shard_path = path / shard["file"]
         if not shard_path.is_file():
             raise DatasetError(f"{shard_path}: shard missing")
-        if verify and "sha256" in shard and _sha256(shard_path) != shard["sha256"]:
+        if verify and "sha256" in shard and file_sha256(shard_path) != shard["sha256"]:
             raise DatasetError(f"{shard_path}: corrupt (SHA-256 differs from {META_FILE})")
         try:
             with safe_open(str(shard_path), framework="pt") as f:

@@ -16,7 +16,6 @@ problem. No pickles: safetensors and JSON only.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import torch
 
 from stylesynth import params as P
 from stylesynth.checkpoint import GENERATOR_FILE, ModelError, read_tensors, resolve
+from stylesynth.dataset import file_sha256
 from stylesynth.spectrogram import Representation
 
 FORMAT = "stylesynth-controls"
@@ -163,14 +163,6 @@ def _check_name(name, group: str, source: str) -> None:
         raise ControlsError(f"{source}: {group} name {name[:40]!r} is too long or has control characters")
     if group != "directions" and name in ("none", ""):
         raise ControlsError(f"{source}: {group} name {name!r} is reserved")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
