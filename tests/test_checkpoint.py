@@ -115,3 +115,10 @@ def test_bad_json_refused(saved):
 def test_unknown_model_name_lists_choices():
     message = expect_refusal("no-such-model", "no model 'no-such-model'", "available")
     assert "\n" not in message
+
+
+def test_synthesizer_refuses_a_generator_that_cannot_make_a_clip(saved):
+    from stylesynth.synthesizer import Synthesizer
+    _, folder = saved                              # tiny: 64 x 64 images, labelled with the 256 x 256 HITS layout
+    with pytest.raises(checkpoint.ModelError, match="64 x 64 images, not a 256 x 256"):
+        Synthesizer.load(str(folder))

@@ -64,6 +64,11 @@ class Synthesizer:
         """Load a shipped model by name (``hits``, ``env``) or a checkpoint folder; :class:`checkpoint.ModelError`
         with a precise message if it is missing, corrupt or its controls do not match it."""
         generator, meta = checkpoint.load_generator(model, device)
+        rep = meta["representation_obj"]
+        if (generator.cfg.rows, generator.cfg.frames) != (rep.rows, rep.frames):
+            raise checkpoint.ModelError(f"{meta['path']}: the generator makes {generator.cfg.rows} x "
+                                        f"{generator.cfg.frames} images, not a {rep.rows} x {rep.frames} clip "
+                                        "spectrogram: it cannot be rendered to audio")
         controls = None
         try:
             from stylesynth.controls import bundle
