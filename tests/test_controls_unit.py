@@ -92,6 +92,20 @@ def test_direction_is_unit_and_points_from_b_to_a():
         D.direction(a, a.clone(), torch.zeros(4))
 
 
+def test_conditional_directions_are_orthogonal_to_the_others_and_keep_their_own_part():
+    s = 2 ** -0.5
+    units = {"a": torch.tensor([1.0, 0, 0, 0]), "b": torch.tensor([s, s, 0, 0]), "c": torch.tensor([0, 0, 0, 1.0])}
+    out = D.conditional(units)
+    assert torch.allclose(out["a"], torch.tensor([1.0, -1.0, 0, 0]) * s, atol=1e-6)   # a loses b's part
+    assert torch.allclose(out["b"], torch.tensor([0, 1.0, 0, 0]), atol=1e-6)         # b loses a's part
+    assert torch.allclose(out["c"], units["c"])                                       # already alone
+    for name, unit in out.items():
+        assert abs(float(unit.norm()) - 1) < 1e-6
+        assert all(abs(float(unit @ units[o])) < 1e-6 for o in units if o != name)
+    with pytest.raises(ValueError, match="'a' lies within the span of the others"):
+        D.conditional({"a": units["a"], "b": units["a"] * 1.0, "c": units["c"]})
+
+
 def test_transfer_replaces_only_the_coordinate_along_the_direction():
     g = torch.Generator().manual_seed(2)
     unit = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
@@ -268,3 +282,25 @@ def test_recipe_choice_and_refusals():
     never = R.Source("class", "Hits", lambda label: False, "impossible")
     with pytest.raises(ValueError, match=r"only 0 of 6 clips from class:Hits \(impossible\) matched; need 2"):
         R.draw(never, 2, seed=0, rep=HITS, max_tries=3)
+
+
+def test_ranked_source_keeps_the_top_or_bottom_of_its_own_class():
+    from stylesynth.controls import recipes as R
+    from stylesynth.spectrogram import ENV
+    high = R.draw(R.Source("class", "Rain", rank_by="rate_hz", highest=True), 3, seed=2, rep=ENV)
+    low = R.draw(R.Source("class", "Rain", rank_by="rate_hz", highest=False), 3, seed=2, rep=ENV)
+    pool = R.draw(R.Source("class", "Rain"), 9, seed=2, rep=ENV)
+    rates = sorted(label["rate_hz"] for _, label in pool)
+    assert sorted(label["rate_hz"] for _, label in high) == rates[-3:]
+    assert sorted(label["rate_hz"] for _, label in low) == rates[:3]
+
+
+def test_env_poles_hold_the_same_classes_in_the_same_numbers():
+    from stylesynth.controls import recipes as R
+    for d in R.ENV_RECIPE.directions:
+        a = R.draw_pole(d.pole_a, 18, seed=4, rep=R.ENV_RECIPE.rep)
+        b = R.draw_pole(d.pole_b, 18, seed=4, rep=R.ENV_RECIPE.rep)
+        count = lambda clips: sorted(label["class"] for _, label in clips)  # noqa: E731
+        assert count(a) == count(b), d.name
+        key = "centroid_hz" if d.name == "brightness" else "n_events"
+        assert np.mean([label[key] for _, label in a]) > np.mean([label[key] for _, label in b]), d.name

@@ -55,6 +55,10 @@ class BuildSettings:
         Encoder training settings (used when there is no matching encoder to reuse).
     retrain_encoder : bool
         Train a new encoder even if the folder has one for this generator.
+    conditional : bool
+        Remove from each direction its components along the other directions (InterFaceGAN's conditional
+        manipulation), so that e.g. the brightness slider does not also carry the part of the impact axis that
+        the brightness examples happened to share.
     """
 
     examples: int = 20
@@ -67,6 +71,7 @@ class BuildSettings:
     seed: int = 0
     encoder: EncoderTraining = field(default_factory=EncoderTraining)
     retrain_encoder: bool = False
+    conditional: bool = True
 
 
 def _invert_clips(clips, generator, encoder, rep, refine_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,28 +133,38 @@ def compute_controls(generator, encoder, recipe: R.Recipe, settings: BuildSettin
         report("examples", done[0], n_work)
         return w, specs
 
-    directions, scales, gaver_errors = {}, {}, []
+    raw, poles, gaver_errors = {}, {}, []
     for i, dr in enumerate(recipe.directions):
         seed = s.seed + 100 * i
         wa, sa = invert_clips(R.draw_pole(dr.pole_a, s.examples, seed, rep))
         wb, sb = invert_clips(R.draw_pole(dr.pole_b, s.examples, seed + 1, rep))
         gaver_errors += list(spectral_error_db(generator, torch.cat([wa, wb]), torch.cat([sa, sb]),
                                                rep.db_floor))
-        result = D.direction(wa, wb, w_mean)
-        unit = result["unit"]
+        raw[dr.name] = D.direction(wa, wb, w_mean)
         # Held-out examples (other seeds): the direction must put pole A above pole B.
         ha, _ = invert_clips(R.draw_pole(dr.pole_a, s.check_examples, seed + 1000, rep))
         hb, _ = invert_clips(R.draw_pole(dr.pole_b, s.check_examples, seed + 1001, rep))
+        poles[dr.name] = (wa, wb, ha, hb)
+
+    units = {name: r["unit"] for name, r in raw.items()}
+    if s.conditional and len(units) > 1:
+        units = D.conditional(units)
+    directions, scales = {}, {}
+    for dr in recipe.directions:
+        unit, (wa, wb, ha, hb) = units[dr.name], poles[dr.name]
         spread = D.spread(data_w, unit)
         directions[dr.name] = unit
         scales[dr.name] = step_sigmas * spread
         figures["directions"][dr.name] = {
             "plus": dr.label_a, "minus": dr.label_b, "feature": dr.feature, "description": dr.description,
             "pole_a": [src.describe() for src in dr.pole_a], "pole_b": [src.describe() for src in dr.pole_b],
-            "raw_norm": round(result["norm"], 5), "data_spread": round(spread, 5),
+            "raw_norm": round(raw[dr.name]["norm"], 5), "data_spread": round(spread, 5),
             "scale_per_unit": round(scales[dr.name], 5),
+            "conditional": s.conditional,
+            "cosine_to_example_direction": round(float(unit @ raw[dr.name]["unit"]), 5),
             "train_check": _rounded(D.separation(wa, wb, unit)),
             "heldout_check": _rounded(D.separation(ha, hb, unit)),
+            "heldout_check_unconditioned": _rounded(D.separation(ha, hb, raw[dr.name]["unit"])),
         }
 
     prototypes = {}

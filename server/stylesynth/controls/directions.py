@@ -56,6 +56,32 @@ def direction(ws_a: torch.Tensor, ws_b: torch.Tensor, w_mean: torch.Tensor) -> d
     return {"unit": d / norm, "norm": norm, "prototype_a": pa, "prototype_b": pb}
 
 
+def conditional(units: dict) -> dict:
+    """Each unit direction with its components along all the others removed, renormalised (InterFaceGAN's
+    conditional manipulation): moving along one then leaves the others' coordinates unchanged.
+
+    Parameters
+    ----------
+    units : dict of str -> torch.Tensor (w_dim,)
+        Two or more unit directions, linearly independent.
+
+    Raises
+    ------
+    ValueError
+        If a direction lies (almost) in the span of the others: nothing of its own would be left.
+    """
+    out = {}
+    for name, unit in units.items():
+        others = torch.stack([u for n, u in units.items() if n != name]).double()
+        basis, _ = torch.linalg.qr(others.T)             # orthonormal basis of the others' span
+        own = unit.double() - basis @ (basis.T @ unit.double())
+        norm = float(own.norm())
+        if norm < 0.05:
+            raise ValueError(f"direction {name!r} lies within the span of the others (|residual| {norm:.3f})")
+        out[name] = (own / norm).to(unit.dtype)
+    return out
+
+
 def spread(ws: torch.Tensor, unit: torch.Tensor) -> float:
     """Standard deviation of the latents' coordinate along ``unit``: how far the data itself spans that axis."""
     return float((ws @ unit).std())

@@ -7,9 +7,11 @@ A *source* is a way to draw labelled clips: an example set of :mod:`stylesynth.p
 * impacts model ``hits``: brightness = tinny - muffled, rate = 5 and 7 events - 1 and 2 events, impact = hits -
   scratches (the research system's three); prototypes Hits, Scratches, Modal, Water; start points from chosen
   clips ("Hit - Metal", "Scratch - Carpet", "Modal - Bar", "Water - Fill", ...).
-* environmental model ``env``: brightness = bright - dark clips of the mix (label centroid above 2.5 kHz vs below
-  1 kHz), rate (shown as density) = busy - sparse clips (4 or more events per second vs at most 1); one prototype
-  per class; start points "Rain - Heavy", "Dog Bark 1", ...
+* environmental model ``env``: brightness = the brightest vs the darkest third of each class (by label centroid),
+  rate (shown as density) = the busiest vs the sparsest third of each class whose event count varies; one
+  prototype per class; start points "Rain - Heavy", "Dog Bark 1", ... Both poles hold the same classes in the same
+  numbers: poles drawn from the whole mix (bright = centroid above 2.5 kHz) were mostly Rain and Keyboard against
+  Wind and Vehicle, so their direction moved the class as much as the brightness.
 
 Each direction names the feature (:data:`stylesynth.features.FEATURE_NAMES`) its slider should move, which the
 checks and ``benchmarks/controls.py`` measure.
@@ -31,15 +33,25 @@ Predicate = Callable[[dict], bool]
 @dataclass(frozen=True)
 class Source:
     """A way to draw labelled clips: ``kind`` "set", "class" or "mix", ``name`` of the set/class/model, and an
-    optional label predicate (``where``) with a short description of it (``note``)."""
+    optional label predicate (``where``) with a short description of it (``note``).
+
+    ``rank_by`` (a label key) keeps, of ``pool`` times as many clips as asked, those with the highest values
+    (``highest``) or the lowest: "the brightest third of the Rain clips" without a fixed threshold per class.
+    """
 
     kind: str
     name: str
     where: Predicate | None = None
     note: str = ""
+    rank_by: str | None = None
+    highest: bool = True
+    pool: int = 3
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.name}" + (f" ({self.note})" if self.note else "")
+        notes = [self.note] if self.note else []
+        if self.rank_by:
+            notes.append(f"{'highest' if self.highest else 'lowest'} {self.rank_by} of {self.pool}x")
+        return f"{self.kind}:{self.name}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,6 @@ def _top(label: dict) -> float:
     return float(label["band"][1])
 
 
-def _rate(label: dict, seconds: float) -> float:
-    return label["n_events"] / seconds
-
-
 HITS_RECIPE = Recipe(
     model="hits", rep=HITS,
     directions=(
@@ -114,15 +122,23 @@ HITS_RECIPE = Recipe(
     ),
 )
 
+def _within_class(classes, key: str, highest: bool) -> tuple[Source, ...]:
+    """One source per class, each keeping the top (or bottom) third of its class by label ``key``."""
+    return tuple(Source("class", c, rank_by=key, highest=highest) for c in classes)
+
+
+#: Environmental classes whose number of events varies from clip to clip (Wind has none, a vehicle pass-by one).
+ENV_COUNTED = tuple(c for c in procedural.environment.CLASSES if c not in ("Wind", "MovingMotorVehicle"))
+
 ENV_RECIPE = Recipe(
     model="env", rep=ENV,
     directions=(
-        DirectionRecipe("brightness", (Source("mix", "env", lambda l: l["centroid_hz"] > 2500, "centroid > 2.5 kHz"),),
-                        (Source("mix", "env", lambda l: l["centroid_hz"] < 1000, "centroid < 1 kHz"),),
-                        "bright", "dark", "centroid_hz", "spectral centroid of the clip"),
-        DirectionRecipe("rate", (Source("mix", "env", lambda l: _rate(l, ENV.seconds) >= 4, "4+ events/s"),),
-                        (Source("mix", "env", lambda l: _rate(l, ENV.seconds) <= 1, "at most 1 event/s"),),
-                        "busy", "sparse", "onsets_per_s", "density: events per second"),
+        DirectionRecipe("brightness", _within_class(procedural.environment.CLASSES, "centroid_hz", True),
+                        _within_class(procedural.environment.CLASSES, "centroid_hz", False),
+                        "bright", "dark", "centroid_hz", "spectral centroid, within each class"),
+        DirectionRecipe("rate", _within_class(ENV_COUNTED, "n_events", True),
+                        _within_class(ENV_COUNTED, "n_events", False),
+                        "busy", "sparse", "onsets_per_s", "density: events per second, within each class"),
     ),
     prototypes={name: Source("class", name) for name in procedural.environment.CLASSES},
     start_points=(
@@ -164,6 +180,12 @@ def draw(source: Source, n: int, seed: int, rep: Representation, max_tries: int 
     draws match (a predicate that is too strict for its generator).
     """
     n = int(n)
+    if source.rank_by is not None:
+        plain = Source(source.kind, source.name, source.where, source.note)
+        clips = draw(plain, n * source.pool, seed, rep, max_tries)
+        # Stable sort on the label value: ties keep their draw order, so the choice is reproducible.
+        order = sorted(range(len(clips)), key=lambda i: clips[i][1][source.rank_by], reverse=source.highest)
+        return [clips[i] for i in sorted(order[:n])]
     if source.kind == "set":
         clips = example_sets.example_set(source.name, n, seed=seed, n_samples=rep.n_samples)
         return [c for c in clips if source.where is None or source.where(c[1])][:n]
