@@ -116,7 +116,11 @@ def test_transfer_replaces_only_the_coordinate_along_the_direction():
     assert torch.allclose(rest(out), rest(w), atol=1e-5)
     half = D.transfer(w, ref, unit, amount=0.5)
     assert torch.allclose(half @ unit, (w @ unit + ref @ unit) / 2, atol=1e-5)
-    assert torch.equal(D.transfer(w, ref, unit, amount=0.0), w)
+    assert torch.allclose(D.transfer(w, ref, unit, amount=0.0), w, atol=1e-6)
+    # A reference far outside the limits moves the coordinate only to the nearest limit.
+    low, high = float(w @ unit) - 0.1, float(w @ unit) + 0.1
+    far = D.transfer(w, w + 50 * unit, unit, limits=(low, high))
+    assert abs(float(far @ unit) - high) < 1e-5 and torch.allclose(rest(far), rest(w), atol=1e-5)
 
 
 # --- SeFa --------------------------------------------------------------------------------------------------------

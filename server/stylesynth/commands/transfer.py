@@ -82,15 +82,16 @@ def render(generator, ws, rep):
 
 
 def direction_vector(bundle, attribute: str):
+    """(unit vector, slider scale per step) of a semantic direction or ``sefa/K``."""
     if attribute in bundle.directions:
-        return bundle.directions[attribute]
+        return bundle.directions[attribute], float(bundle.direction_scales[attribute])
     if attribute.startswith("sefa/"):
         try:
             k = int(attribute.split("/", 1)[1])
         except ValueError:
             k = 0
         if 1 <= k <= len(bundle.sefa_vectors):
-            return bundle.sefa_vectors[k - 1]
+            return bundle.sefa_vectors[k - 1], float(bundle.sefa_scales[k - 1])
     choices = [*bundle.directions, *[f"sefa/{k}" for k in range(1, len(bundle.sefa_vectors) + 1)]]
     raise CliError(f"model {bundle.model!r} has no direction {attribute!r} (choices: {', '.join(choices)})")
 
@@ -106,7 +107,9 @@ def run(args) -> int:
     if bundle.encoder is None:
         raise CliError(f"model {bundle.model!r} has no encoder.safetensors; run 'stylesynth controls build "
                        f"--model {bundle.model}'")
-    unit = direction_vector(bundle, args.attribute)
+    from stylesynth.params import SLIDER
+
+    unit, scale = direction_vector(bundle, args.attribute)
     try:
         state, _ = DEFAULT.with_values({"seed": args.seed, "start": args.start, "truncation": args.truncation})
         ws = state_to_w(state, generator, bundle)
@@ -116,7 +119,10 @@ def run(args) -> int:
     enc = bundle.encoder
     w_ref = invert(enc, clips_to_specs([clip], rep, enc.cfg.rows, enc.cfg.frames))[0]
     w = ws[0, 0]
-    w_new = transfer(w, w_ref, unit, args.amount)
+    # The new coordinate stays where a slider can reach: the mean latent's coordinate +- the slider's full range.
+    centre = float(generator.w_avg @ unit)
+    limits = (centre - SLIDER * scale, centre + SLIDER * scale)
+    w_new = transfer(w, w_ref, unit, args.amount, limits)
     before, after, ref = float(w @ unit), float(w_new @ unit), float(w_ref @ unit)
     ws_new = w_new.reshape(1, 1, -1).expand_as(ws).contiguous()
     try:
@@ -125,5 +131,8 @@ def run(args) -> int:
         out = write_wav(args.output, render(generator, ws_new, rep), rep.sample_rate)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
-    print(f"{args.attribute}: coordinate {before:+.3f} -> {after:+.3f} (reference {ref:+.3f}); wrote {out}")
+    clamped = "" if limits[0] < after < limits[1] else (
+        f"; clamped to the slider's reach [{limits[0]:+.3f}, {limits[1]:+.3f}]")
+    print(f"{args.attribute}: coordinate {before:+.3f} -> {after:+.3f} (reference {ref:+.3f}{clamped}); "
+          f"wrote {out}")
     return 0

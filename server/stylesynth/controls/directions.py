@@ -98,14 +98,19 @@ def separation(ws_a: torch.Tensor, ws_b: torch.Tensor, unit: torch.Tensor) -> di
             "effect": float((pa.mean() - pb.mean()) / pooled), "auc": auc}
 
 
-def transfer(w: torch.Tensor, w_ref: torch.Tensor, unit: torch.Tensor, amount: float = 1.0) -> torch.Tensor:
+def transfer(w: torch.Tensor, w_ref: torch.Tensor, unit: torch.Tensor, amount: float = 1.0,
+             limits: tuple[float, float] | None = None) -> torch.Tensor:
     """Selective attribute transfer: move ``w``'s coordinate along ``unit`` to the reference's, leaving every
     orthogonal coordinate alone. ``amount`` 1 replaces the coordinate, 0 keeps ``w``, in between interpolates.
 
-    ``w`` (..., w_dim) and ``w_ref`` (w_dim,) or broadcastable; ``unit`` (w_dim,) of length 1.
+    ``w`` (..., w_dim) and ``w_ref`` (w_dim,) or broadcastable; ``unit`` (w_dim,) of length 1. ``limits``
+    (low, high) bounds the new coordinate: a reference that inverts far outside what the generator was trained
+    on would otherwise push ``w`` to where it only makes noise.
     """
-    delta = ((w_ref - w) @ unit).unsqueeze(-1)
-    return w + amount * delta * unit
+    target = w @ unit + amount * ((w_ref - w) @ unit)
+    if limits is not None:
+        target = target.clamp(*limits)
+    return w + (target - w @ unit).unsqueeze(-1) * unit
 
 
 def orthonormal(vectors: torch.Tensor, tol: float = 1e-4) -> bool:
