@@ -177,6 +177,16 @@ def test_build_writes_the_three_files_and_show_reads_them(small_checkpoint, caps
     assert "brightness" in out and "tinny / muffled" in out and "Hit - Metal" in out and "SeFa: 10" in out
 
 
+def test_show_draws_every_sliders_sweep(small_checkpoint, tmp_path, capsys):
+    import matplotlib.image
+
+    png = tmp_path / "sliders.png"
+    assert cli.main(["controls", "show", "--model", str(small_checkpoint), "--png", str(png), "--seed", "2"]) == 0
+    assert f"wrote {png}" in capsys.readouterr().out
+    height, width, _ = matplotlib.image.imread(str(png)).shape
+    assert height > width > 500          # 7 rows (3 directions + 4 SeFa) of 5 slider positions
+
+
 def test_transfer_and_query_write_audio(small_checkpoint, tmp_path, capsys):
     folder = small_checkpoint
     ref = tmp_path / "ref.wav"
@@ -205,6 +215,8 @@ def test_transfer_and_query_write_audio(small_checkpoint, tmp_path, capsys):
       "x.wav"], "start point 'Nope' is not one of model 'hits'"),
     (["query", "--model", "SMALL", "--prototype", "Dogs", "-o", "x.wav"], "prototype 'Dogs' is not one of"),
     (["query", "--model", "SMALL", "--width", "nan", "-o", "x.wav"], "query/width refuses nan"),
+    (["controls", "show", "--model", "SMALL", "--png", "x.png", "--start", "Nope"],
+     "start point 'Nope' is not one of model 'hits'"),
 ])
 def test_command_errors_are_one_line_exit_2(small_checkpoint, tmp_path, capsys, argv, match):
     import re

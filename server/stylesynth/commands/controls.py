@@ -15,6 +15,7 @@ Examples:
   stylesynth controls build --model hits                       checkpoints/hits (~4 CPU minutes)
   stylesynth controls build --model hits --checkpoint /work/runs/hits/best --examples 30
   stylesynth controls show --model hits
+  stylesynth controls show --model hits --png sliders.png --seed 7   what each slider does, as a picture
   stylesynth controls params                                   every OSC parameter and command
 """
 
@@ -73,6 +74,11 @@ def register(subparsers) -> None:
     show.add_argument("--model", required=True, metavar="NAME", help="model name or checkpoint folder")
     show.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (instead of checkpoints/NAME)")
     show.add_argument("--json", action="store_true", help="print controls.json's figures as JSON")
+    show.add_argument("--png", metavar="PATH",
+                      help="also draw every slider's sweep (-5 .. +5) as a grid of spectrograms: a row per "
+                           "semantic direction and the first 4 SeFa dimensions, from --seed or --start")
+    show.add_argument("--seed", type=_count(0), default=0, help="seed the sweeps start from (default 0)")
+    show.add_argument("--start", metavar="NAME", help="named start point the sweeps start from (instead of --seed)")
     show.set_defaults(func=run_show)
 
     params = sub.add_parser("params", help="every OSC parameter and command of the server, as a table")
@@ -129,12 +135,51 @@ def run_show(args) -> int:
         print(json.dumps(bundle.info, indent=2))
     else:
         print(summary(bundle))
+    if args.png:
+        print(f"wrote {sweep_png(folder, args.png, args.seed, args.start)}")
     generator_file = folder / "generator.safetensors"
     if generator_file.is_file() and bundle.generator_sha256 and file_sha256(generator_file) != bundle.generator_sha256:
         print(f"warning: these controls were built for another generator than {generator_file}; the server will "
               f"refuse them: run 'stylesynth controls build --model {bundle.model} --checkpoint {folder}'")
         return 1
     return 0
+
+
+SWEEP_STEPS = (-5.0, -2.5, 0.0, 2.5, 5.0)
+
+
+def sweep_png(folder, path, seed: int = 0, start: str | None = None):
+    """Spectrograms of each slider at :data:`SWEEP_STEPS`, every other control at its default, through the same
+    state -> w path as the server and ``render``."""
+    import torch
+
+    from stylesynth.checkpoint import ModelError, load_generator
+    from stylesynth.controls import load_bundle, state_to_w
+    from stylesynth.plots import spectrogram_grid
+    from stylesynth.state import DEFAULT, ControlError
+
+    try:
+        generator, meta = load_generator(folder)
+        bundle = load_bundle(folder, generator, with_encoder=False)
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+    sliders = [*bundle.directions, *[f"sefa/{k + 1}" for k in range(min(4, len(bundle.sefa_vectors)))]]
+    base = {"start": start} if start else {"seed": seed}
+    specs, titles = [], []
+    try:
+        for name in sliders:
+            for value in SWEEP_STEPS:
+                state, _ = DEFAULT.with_values({**base, name: value})
+                with torch.no_grad():
+                    spec = generator.synthesize(state_to_w(state, generator, bundle), noise="const")
+                specs.append(spec[0].clamp(-1, 1).numpy())
+                titles.append(f"{name} {value:+g}")
+    except ControlError as exc:
+        raise CliError(str(exc)) from None
+    origin = f"start point {start!r}" if start else f"seed {seed}"
+    kimg = meta.get("training", {}).get("kimg")
+    return spectrogram_grid(specs, meta["representation_obj"], path, titles, cols=len(SWEEP_STEPS),
+                            suptitle=f"{bundle.model} ({kimg} kimg): each row one slider from -5 to +5, from {origin}")
 
 
 def run_params(args) -> int:
