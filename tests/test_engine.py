@@ -338,3 +338,56 @@ def test_when_applied_fires_during_a_storm(engine):
     finally:
         stop.set()
         t.join()
+
+
+class Refusing(GaverSynth):
+    """The procedural renderer, refusing any positive brightness the way a model without semantic controls does."""
+
+    def render(self, state):
+        if state.brightness > 0:
+            raise ValueError("model 'gaver' ships no semantic controls, so brightness cannot act")
+        return super().render(state)
+
+
+def test_refused_render_answers_each_sender_and_puts_the_value_back(engine):
+    engine._synth = Refusing()
+    events = []
+    engine.add_listener(lambda e, p: events.append((e, p.get("name"), p.get("value"), p.get("source"))))
+    seq, regenerations = engine._seq, engine.regenerations
+    heard = {"a": [], "b": []}
+    for i in range(5):  # one sender's storm: one answer per refused render, not one per message
+        engine.set_param("brightness", 1.0 + i / 10, on_error=heard["a"].append, origin="a")
+    engine.set_param("rate", 2.0, on_error=heard["b"].append, origin="b")
+    assert engine.wait_idle(10)
+    assert heard["a"] and len(heard["a"]) <= 2 and "brightness cannot act" in heard["a"][0]
+    assert heard["b"] and "previous clip keeps playing" in heard["b"][0]
+    assert engine.regenerations == regenerations and engine._seq == seq  # the old sound keeps playing
+    assert engine.state.brightness == 0.0 and engine.state.rate == 0.0  # the state says what is heard
+    assert ("value", "brightness", 0.0, "engine") in events and ("value", "rate", 0.0, "engine") in events
+    engine.set_param("brightness", -1.0, on_error=heard["a"].append, origin="a")  # accepted: nobody hears
+    assert engine.wait_idle(10) and engine.regenerations == regenerations + 1 and len(heard["a"]) <= 2
+
+
+def test_model_switch_tells_the_sender_of_a_value_it_resets(engine):
+    """A start point the old model has, set while the new model loads, is reset: its sender hears why."""
+    loading = threading.Event()
+
+    class Bare(GaverSynth):
+        name = "bare"
+        prototypes: list = []
+        start_points: list = []
+
+    def loader(name):
+        loading.wait(5)
+        return Bare() if name == "bare" else GaverSynth()
+
+    engine.loader = loader
+    heard, model_heard = [], []
+    engine.set_param("model", "bare", on_error=model_heard.append, origin="x")
+    time.sleep(0.05)  # the worker is inside the loader now
+    engine.set_param("start", "Knock - Wood", on_error=heard.append, origin="x")
+    loading.set()
+    assert engine.wait_idle(10)
+    assert engine.synth.name == "bare" and engine.state.start == ""
+    assert heard == ["start point 'Knock - Wood' is not in model 'bare': reset to seed"]
+    assert model_heard == []

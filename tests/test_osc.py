@@ -474,3 +474,51 @@ def test_serve_refuses_bad_options_in_one_line(args, message):
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- refusals that happen later, on the engine's worker --------------------------------------------------------
+
+def test_renderer_refusals_reach_the_sender_and_the_old_sound_plays_on(start_server, tmp_path):
+    """Values the state accepts but the loaded model refuses later (while rendering, or when a model switch resets
+    them) are answered with /error to the sender's reply port; the old clip keeps playing."""
+    import shutil
+
+    from conftest import REPO, free_port
+
+    bare = tmp_path / "bare"  # the shipped generator without its semantic controls: brightness cannot act
+    bare.mkdir()
+    for name in ("model.json", "generator.safetensors"):
+        shutil.copy(REPO / "checkpoints" / "hits" / name, bare / name)
+    server = start_server("--no-audio")
+    sender = OscClient(server.port)
+    replies = OscClient(server.port, bind_port=free_port())
+    try:
+        sender.send("/reply_port", replies.port)  # every answer goes to the reply port from here on
+        assert replies.wait_for("/done") == ["/reply_port", replies.port]
+        # A start point gaver has, sent while the new model loads: reset when it arrives.
+        sender.send("/stylesynth/model", str(bare))
+        sender.send("/stylesynth/start", "Knock - Wood")
+        err = replies.wait_for("/error", timeout=60, match=lambda a: a[0] == "/stylesynth/start")
+        assert err is not None and "'Knock - Wood' is not in model" in err[1] and "reset to seed" in err[1]
+        sender.send("/sync", 1)
+        assert replies.wait_for("/synced", timeout=30) == [1]
+        sender.send("/status")
+        status = replies.wait_for("/status.reply")
+        assert status[0] == "hits"
+        sender.send("/stylesynth/brightness", 2.0)
+        err = replies.wait_for("/error", timeout=30)
+        assert err[0] == "/stylesynth/brightness" and "ships no semantic controls" in err[1], err
+        assert "previous clip keeps playing" in err[1]
+        sender.send("/stylesynth/q/brightness")
+        assert replies.wait_for("/stylesynth/brightness") == [0.0]  # put back: the state says what is heard
+        sender.send("/status")
+        after = replies.wait_for("/status.reply")
+        assert after[1] == status[1], "a refused render must not count as a regeneration"
+        sender.send("/stylesynth/seed", 5)  # and the server still renders what the model can do
+        sender.send("/sync", 7)
+        assert replies.wait_for("/synced", timeout=30) == [7]
+        sender.send("/status")
+        assert replies.wait_for("/status.reply")[1] == status[1] + 1
+    finally:
+        sender.close()
+        replies.close()

@@ -70,6 +70,11 @@ class Engine:
         self._version = 0                 # counts changes (of state or model) made so far
         self._done_version = 0            # the newest version the worker has finished with
         self._applied_callbacks: list[tuple[int, Callable[[], None]]] = []
+        # Who to tell if a change is refused later on the worker (render refused, reset by a model switch):
+        # (param name, origin) -> (version of the change, callback). One entry per sender and parameter, so a
+        # storm from one slider is answered by one /error per refused render, not one per message.
+        self._refusal_callbacks: dict[tuple[str, object], tuple[int, Callable[[str], None]]] = {}
+        self._rendered_state: ControlState | None = None  # the state of the clip playing (None: none yet)
         self._rendered_key = None
         self._seq = 0
         self._running = False
@@ -124,7 +129,7 @@ class Engine:
         return self._synth
 
     def set_param(self, name: str, value, source: str = "osc",
-                  on_error: Callable[[str], None] | None = None) -> str | None:
+                  on_error: Callable[[str], None] | None = None, origin=None) -> str | None:
         """Change one parameter; the one path every control surface uses.
 
         Parameters
@@ -136,8 +141,12 @@ class Engine:
         source : str
             Who asked (``"osc"``, ``"midi"``, ``"preset"``): passed to listeners so a surface can skip echoes.
         on_error : callable, optional
-            For ``model`` only: called with a reason if loading fails later on the worker (the old model keeps
-            playing).
+            Called (on the worker thread) with a reason if the change is refused later: the model fails to load,
+            the renderer refuses the state, or a model switch resets the value. The old sound keeps playing and
+            the refused values are put back (listeners get ``"value"`` events with ``source="engine"``).
+        origin : hashable, optional
+            Who sent the change (an OSC sender's address): of several pending changes to one parameter from one
+            origin only the newest's ``on_error`` is kept. ``None``: each ``on_error`` counts as its own origin.
 
         Returns
         -------
@@ -165,6 +174,9 @@ class Engine:
             param = P.PARAMS[name]
             if param.regenerates:
                 self._mark_dirty()
+                if on_error is not None:
+                    key = (name, origin if origin is not None else on_error)
+                    self._refusal_callbacks[key] = (self._version, on_error)
         if name == "gain":
             self.player.set_gain_db(new.gain)
         elif name == "loop":
@@ -172,10 +184,11 @@ class Engine:
         self._emit("value", {"name": name, "value": new.get(name), "source": source})
         return note
 
-    def set_values(self, values: dict, source: str = "preset") -> list[str]:
+    def set_values(self, values: dict, source: str = "preset",
+                   on_error: Callable[[str], None] | None = None) -> list[str]:
         """Change several parameters at once, all or nothing (a preset). ``model`` is loaded as by
         :meth:`set_param`. Returns notes for altered values; raises :class:`ControlError` and changes nothing if
-        any value is refused."""
+        any value is refused. ``on_error``: as :meth:`set_param`, once for the whole set."""
         values = dict(values)
         model = values.pop("model", None)
         for name in ("prototype", "start"):
@@ -189,13 +202,15 @@ class Engine:
             self._state = new
             if new.render_key() != old.render_key():
                 self._mark_dirty()
+                if on_error is not None:
+                    self._refusal_callbacks[("", on_error)] = (self._version, on_error)
         self.player.set_gain_db(new.gain)
         self.player.set_loop(new.loop)
         for name in values:
             if old.get(name) != new.get(name):
                 self._emit("value", {"name": name, "value": new.get(name), "source": source})
         if model is not None and model != old.model:
-            notes.append(self.set_param("model", model, source=source))
+            notes.append(self.set_param("model", model, source=source, on_error=on_error))
         return notes
 
     def trigger(self, velocity: float = 1.0) -> str | None:
@@ -291,17 +306,18 @@ class Engine:
             shown = ", ".join(repr(s) for s in synth.start_points[:12])
             raise ControlError(f"start point {value!r} is not one of model {synth.name!r}'s: '' (seed), {shown}")
 
-    def _fit_to_model(self, state: ControlState) -> tuple[ControlState, list[str]]:
-        """After a model change: keep the state's values where the new model has them, reset the rest."""
-        notes = []
+    def _fit_to_model(self, state: ControlState) -> tuple[ControlState, dict[str, str]]:
+        """After a model change: keep the state's values where the new model has them, reset the rest.
+        Returns the fitted state and, per reset parameter, why."""
+        notes = {}
         synth = self._synth
         changes = {"model": synth.name}
         if state.prototype != "none" and state.prototype not in synth.prototypes:
             changes["prototype"] = "none"
-            notes.append(f"prototype {state.prototype!r} is not in model {synth.name!r}: reset to none")
+            notes["prototype"] = f"prototype {state.prototype!r} is not in model {synth.name!r}: reset to none"
         if state.start and state.start not in synth.start_points:
             changes["start"] = ""
-            notes.append(f"start point {state.start!r} is not in model {synth.name!r}: reset to seed")
+            notes["start"] = f"start point {state.start!r} is not in model {synth.name!r}: reset to seed"
         return state.with_values(changes)[0], notes
 
     def _emit(self, event: str, payload: dict) -> None:
@@ -331,7 +347,9 @@ class Engine:
                 if request is not None:
                     state = self._load_model(*request) or state
                 if state.render_key() != self._rendered_key:
-                    self._render(state, request_time)
+                    self._render(state, request_time, version)
+                else:
+                    self._take_refusal_callbacks(version)  # nothing to refuse: these changes are playing
             finally:
                 with self._lock:
                     self._busy = False
@@ -363,14 +381,40 @@ class Engine:
             self._state, notes = self._fit_to_model(self._state)
             state = self._state
         log.info("model %r loaded in %.0f ms", synth.name, (time.perf_counter() - t0) * 1000)
-        for note in notes:
-            self._emit("error", {"address": P.PARAMS["model"].osc_address, "reason": note})
+        for name, note in notes.items():  # values the new model does not have: tell whoever set them
+            for callback in self._take_refusal_callbacks(name=name) or ([on_error] if on_error else []):
+                callback(note)
+            self._emit("error", {"address": P.PARAMS[name].osc_address, "reason": note})
+            self._emit("value", {"name": name, "value": state.get(name), "source": "engine"})
         self._emit("model", {"name": synth.name})
         self._emit("value", {"name": "model", "value": synth.name, "source": "engine"})
         self._rendered_key = None  # same controls, new model: must render again
         return state
 
-    def _render(self, state: ControlState, request_time: float) -> None:
+    def _take_refusal_callbacks(self, version: int | None = None, name: str | None = None) -> list:
+        """Remove and return the refusal callbacks of changes up to ``version`` (or of parameter ``name``)."""
+        with self._lock:
+            keys = [key for key, (v, _) in self._refusal_callbacks.items()
+                    if (version is None or v <= version) and (name is None or key[0] == name)]
+            return [self._refusal_callbacks.pop(key)[1] for key in keys]
+
+    def _put_back(self, refused: ControlState) -> None:
+        """After a refused render: values that differ from the clip playing, and that nobody has changed since,
+        go back to the playing clip's, so the state (queries, surfaces) says what is heard."""
+        good = self._rendered_state
+        if good is None:
+            return
+        with self._lock:
+            current = self._state
+            back = {name: good.get(name) for name, param in P.PARAMS.items()
+                    if param.regenerates and name != "model" and refused.get(name) != good.get(name)
+                    and current.get(name) == refused.get(name)}
+            if back:
+                self._state = current.with_values(back)[0]
+        for name, value in back.items():
+            self._emit("value", {"name": name, "value": value, "source": "engine"})
+
+    def _render(self, state: ControlState, request_time: float, version: int) -> None:
         synth = self._synth
         t0 = time.perf_counter()
         try:
@@ -387,12 +431,18 @@ class Engine:
                 log.warning("%s", reason)
             else:
                 log.exception("render failed")
+            if self._rendered_state is None:
+                self._rendered_key = state.render_key()  # nothing to go back to: do not retry the same state
+            self._put_back(state)  # before answering, so a query right after the /error sees the old value
+            for callback in self._take_refusal_callbacks(version):  # every sender of a refused change hears it
+                callback(reason)
             self._emit("error", {"address": "/stylesynth/render", "reason": reason})
-            self._rendered_key = state.render_key()  # do not retry the same state in a loop
             return
         self.player.set_clip(prepared)
         done = time.perf_counter()
+        self._take_refusal_callbacks(version)
         self._rendered_key = state.render_key()
+        self._rendered_state = state
         self.regenerations += 1
         self.render_ms.append((done - t0) * 1000)
         self.control_to_clip_ms.append((done - request_time) * 1000)

@@ -339,11 +339,10 @@ class OscServer:
         value = args[0]
         if isinstance(value, (bytes, bytearray)) or value is None or isinstance(value, tuple):
             raise _Refused(f"{param.name} expects {_type_word(param)}, got a {_osc_kind(value)}")
-        on_error = None
-        if param.name == "model":
-            def on_error(reason, sender=sender):
-                self.error(sender, param.osc_address, reason)
-        note = self.engine.set_param(param.name, value, source="osc", on_error=on_error)
+        def on_error(reason, sender=sender):  # refused later, on the engine's worker: the sender hears it too
+            self.error(sender, param.osc_address, reason)
+
+        note = self.engine.set_param(param.name, value, source="osc", on_error=on_error, origin=sender)
         if note and param.name != "model":
             self.error(sender, param.osc_address, note)  # clamped or rounded: tell the sender what happened
         return True
@@ -454,7 +453,8 @@ class OscServer:
             values = self.presets.load(name)
         except (PresetError, OSError) as exc:
             raise _Refused(str(exc)) from None
-        notes = self.engine.set_values(values, source="preset")
+        notes = self.engine.set_values(values, source="preset",
+                                       on_error=lambda reason: self.error(sender, "/preset/load", reason))
         for note in notes:
             if note and not note.startswith("loading model"):
                 self.error(sender, "/preset/load", note)
