@@ -1,8 +1,10 @@
 """Do the semantic sliders move their own attribute, monotonically, and leave the others alone?
 
-For each seed (50; 6 with ``--quick``) each slider is swept from -5 to 5 and its attribute measured on the generated
-spectrogram (:mod:`stylesynth.features`): spectral centroid for brightness, onsets per second for rate, mean event
-length for impact (expected to *fall* as the slider goes towards sharp hits, so its sign is flipped). Per slider:
+For each seed (50; 6 with ``--quick``) each slider is swept from -5 to 5 and its attribute measured on the rendered
+audio (generator -> PGHI -> waveform, analysed again into a spectrogram and :mod:`stylesynth.features`; ``--on
+spectrogram`` measures the generator's image directly, faster): spectral centroid for brightness, onsets per second
+for rate, mean event length for impact (expected to *fall* as the slider goes towards sharp hits, so its sign is
+flipped). Per slider:
 
 * the median over seeds of the Spearman correlation between slider and its attribute (goal >= 0.9);
 * how far the other two attributes moved between -5 and +5, as a fraction of their 5-95 % range across the
@@ -30,30 +32,35 @@ ATTRIBUTES = {"brightness": ("centroid_hz", +1), "rate": ("onsets_per_s", +1), "
 FEATURES = ["centroid_hz", "onsets_per_s", "event_length_s"]
 
 
-def measure(generator, rep, ws, chunk: int = 33):
-    """Features (N, 3) of latents ws (N, num_ws, w_dim): centroid, onsets per second, mean event length."""
+def measure(generator, rep, ws, on_audio: bool, chunk: int = 33):
+    """Features (N, 3) of latents ws (N, num_ws, w_dim): centroid, onsets per second, mean event length; of the
+    rendered audio (``on_audio``) or of the generator's spectrogram."""
     import numpy as np
     import torch
 
     from stylesynth import features as F
+    from stylesynth.spectrogram import encode
+    from stylesynth.waveform import spectrogram_to_audio
 
     idx = [F.FEATURE_NAMES.index(f) for f in FEATURES]
     out = []
     with torch.no_grad():
         for i in range(0, len(ws), chunk):
             specs = generator.synthesize(ws[i:i + chunk], noise="const").clamp(-1, 1).numpy()
+            if on_audio:   # what a listener gets: PGHI's waveform, heard (analysed) again
+                specs = [encode(spectrogram_to_audio(s, rep, lufs=None), rep) for s in specs]
             out += [F.clip_features(s, rep)[idx] for s in specs]
     return np.asarray(out)
 
 
-def sweep(generator, rep, base, unit, scale, steps):
+def sweep(generator, rep, base, unit, scale, steps, on_audio: bool):
     """Attributes (seeds, steps, 3) of each base latent (seeds, w_dim) moved by s * scale * unit, s in steps."""
     import torch
 
     n, d = base.shape
     w = base[:, None, :] + torch.as_tensor(steps, dtype=torch.float32)[None, :, None] * scale * unit
     ws = w.reshape(-1, 1, d).expand(-1, generator.num_ws, d)
-    return measure(generator, rep, ws).reshape(n, len(steps), len(FEATURES))
+    return measure(generator, rep, ws, on_audio).reshape(n, len(steps), len(FEATURES))
 
 
 def spearman_rows(values, steps):
@@ -90,8 +97,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 seeds, 5 slider positions (under a minute)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: a second thread on a busy 2-core machine only waits)")
+    parser.add_argument("--on", choices=("audio", "spectrogram"), default="audio",
+                        help="measure the attributes on the rendered audio (default) or the generator's image")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    on_audio = args.on == "audio"
     started = time.perf_counter()
     threads = common.set_threads(args.threads)
 
@@ -115,7 +125,7 @@ def main(argv=None) -> int:
         raise common.BenchError(f"--seeds must be at least 2, got {n_seeds}")
     steps = np.linspace(-5, 5, 5 if args.quick else 11)
     doc = {"benchmark": "controls", "model": str(folder), "kimg": meta.get("training", {}).get("kimg"),
-           "seeds": n_seeds, "steps": steps.tolist(), "machine": common.machine_info(threads), "rows": []}
+           "seeds": n_seeds, "steps": steps.tolist(), "measured_on": args.on, "machine": common.machine_info(threads), "rows": []}
 
     # Base latents: the server's default (seed, truncation 0.7). Attribute ranges from 4x as many clips.
     with torch.no_grad():
@@ -126,7 +136,7 @@ def main(argv=None) -> int:
         base = base_w(range(n_seeds))
         t0 = time.perf_counter()
         pool = measure(generator, rep, base_w(range(1000, 1000 + 4 * n_seeds))[:, None].expand(
-            -1, generator.num_ws, -1))
+            -1, generator.num_ws, -1), on_audio)
         ms_per_clip = 1000 * (time.perf_counter() - t0) / (4 * n_seeds)
     ranges = {f: max(float(np.percentile(pool[:, j], 95) - np.percentile(pool[:, j], 5)), 1e-9)
               for j, f in enumerate(FEATURES)}
@@ -141,7 +151,7 @@ def main(argv=None) -> int:
     rows = []
     for name, unit in bundle.directions.items():
         for scale_name, scale in (("spread", bundle.direction_scales[name]), ("unit", 1.0)):
-            rho, moved = analyse(sweep(generator, rep, base, unit, scale, steps), steps, ranges, own=name)
+            rho, moved = analyse(sweep(generator, rep, base, unit, scale, steps, on_audio), steps, ranges, own=name)
             own = ATTRIBUTES[name][0]
             others = {f: moved[f] for f in FEATURES if f != own}
             rows.append({"kind": "semantic", "slider": name, "scale": scale_name, "scale_per_unit": scale,
@@ -151,12 +161,12 @@ def main(argv=None) -> int:
     for k in range(3):
         unit = torch.nn.functional.normalize(torch.randn(bundle.w_dim, generator=g), dim=0)
         scale = span / 5.0 * float((data_w @ unit).std())
-        rho, moved = analyse(sweep(generator, rep, base, unit, scale, steps), steps, ranges, own=None)
+        rho, moved = analyse(sweep(generator, rep, base, unit, scale, steps, on_audio), steps, ranges, own=None)
         rows.append({"kind": "random", "slider": f"random-{k + 1}", "scale": "spread", "scale_per_unit": scale,
                      "rho_all": rho, "moved_all": moved})
     for k in range(min(4, len(bundle.sefa_vectors))):
         rho, moved = analyse(sweep(generator, rep, base, bundle.sefa_vectors[k], float(bundle.sefa_scales[k]),
-                                   steps), steps, ranges, own=None)
+                                   steps, on_audio), steps, ranges, own=None)
         top = max(FEATURES, key=lambda f: abs(rho[f]))
         rows.append({"kind": "sefa", "slider": f"sefa/{k + 1}", "scale": "spread",
                      "scale_per_unit": float(bundle.sefa_scales[k]), "moves_most": top, "rho_all": rho,
@@ -170,7 +180,7 @@ def main(argv=None) -> int:
     doc["random_moved_mean"] = chance_moved
 
     print(f"controls of {folder} (kimg {doc['kimg']}), {n_seeds} seeds x {len(steps)} slider positions, "
-          f"{ms_per_clip:.1f} ms per clip")
+          f"measured on the {args.on}, {ms_per_clip:.1f} ms per clip")
     print(f"attribute ranges (5-95 %): centroid {ranges['centroid_hz']:.0f} Hz, onsets "
           f"{ranges['onsets_per_s']:.2f}/s, event length {ranges['event_length_s']:.3f} s\n")
     print(f"{'slider':11} {'scale':6} {'attribute':15} {'rho':>5} {'moved':>6} {'vs random':>9}  "

@@ -128,6 +128,21 @@ def test_train_smoke(tmp_path):
         assert doc["bf16"]["note"].startswith("failed")
 
 
+def test_controls_smoke_on_the_shipped_model(tmp_path):
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "hits"
+    doc, stdout = run_bench("controls", tmp_path, "--model", str(shipped), "--quick", "--seeds", "2")
+    check_common(doc, stdout)
+    assert doc["measured_on"] == "audio" and doc["seeds"] == 2 and doc["steps"] == [-5.0, -2.5, 0.0, 2.5, 5.0]
+    semantic = [r for r in doc["rows"] if r["kind"] == "semantic"]
+    assert {r["slider"] for r in semantic} == {"brightness", "rate", "impact"}
+    assert {r["scale"] for r in semantic} == {"spread", "unit"}
+    for r in semantic:
+        assert r["rho"] is None or -1 <= r["rho"] <= 1
+        assert all(v >= 0 for v in r["moved_all"].values())
+    assert sum(r["kind"] == "random" for r in doc["rows"]) == 3 and sum(r["kind"] == "sefa" for r in doc["rows"]) == 4
+    assert len(doc["goals"]) == 6     # two per slider
+
+
 @pytest.mark.parametrize("script", ["generate", "quality"])
 def test_missing_model_is_one_line(script, tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--model", str(tmp_path / "nope")],
