@@ -277,9 +277,9 @@ SENDER = textwrap.dedent("""
 """)
 
 
-def _sender(name):
+def _sender(name, env=None):
     proc = subprocess.Popen([sys.executable, "-c", SENDER, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, env=env)
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -320,3 +320,44 @@ def test_vanished_port_is_reopened(jack_server, tmp_path, osc_client_factory):
         sender.kill()
         sender.wait()
         server.stop()
+
+
+def test_default_client_names_are_clear_and_stable(tmp_path, osc_client_factory):
+    """With audio and MIDI both on JACK, the audio client is ``stylesynth`` and the MIDI client
+    ``stylesynth-midi`` (never a JACK-made ``stylesynth-01``); a second server asking for the same MIDI name is
+    refused in one line instead of being renamed. Its own jackd (the module's server already owns ``stylesynth``),
+    so every JACK client here lives in a subprocess: libjack serves one JACK server per process."""
+    from conftest import start_jackd, stop_jackd
+
+    private = start_jackd()
+    (tmp_path / "map.toml").write_text(MAPPING)
+    server = sender = None
+    try:
+        server = launch_server(tmp_path, "--midi-virtual", "--midi-map", str(tmp_path / "map.toml"),
+                               env=private.env)
+        _wait_log(server, "MIDI input: stylesynth-midi:midi_in (jack)")
+        ports = private.ports().split()
+        assert "stylesynth:out_0" in ports and "stylesynth-midi:midi_in" in ports, ports
+        assert not [p for p in ports if p.startswith("stylesynth-0")], ports   # no renamed clients
+        sender = _sender("ctlnames", env=private.env)
+        subprocess.run(["jack_connect", "ctlnames:out", "stylesynth-midi:midi_in"], env=private.env, check=True,
+                       timeout=10)
+        client = osc_client_factory(server.port)
+        _send(sender, 21, 127)
+        assert wait_value(client, "sefa/1", 5.0) == pytest.approx(5.0)
+        time.sleep(1.5)   # past a liveness check: our own port is found under its name, not reported vanished
+        assert "vanished" not in server.log and "cannot find our own port" not in server.log
+        second = subprocess.run([str(STYLESYNTH), "serve", "--model", "gaver", "--no-audio", "--osc-port", "0",
+                                 "--oscquery-port", "0", "--midi-virtual", "--midi-map", str(tmp_path / "map.toml")],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path, env=private.env)
+        assert second.returncode == 2, second.stderr[-1500:]
+        assert "a JACK client named 'stylesynth-midi' already exists" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert not [p for p in private.ports().split() if p.startswith("stylesynth-midi-0")]
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        if server is not None:
+            server.stop()
+        stop_jackd(private)

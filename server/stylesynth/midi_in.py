@@ -16,7 +16,7 @@ Robustness, by design:
   ``retry_interval`` seconds, logged, and reopened as soon as it is back.
 * rtmidi's JACK input glues every event after a sysex start to that sysex until some event ends with F7 (it
   reassembles sysex split over JACK events). One unterminated sysex would make the input deaf. So with JACK a
-  small output client (``<client>-flush``) connected to our input sends a lone F7 every ``flush_interval``
+  small output client (``<client>-flush``, e.g. ``stylesynth-midi-flush``) connected to our input sends a lone F7 every ``flush_interval``
   seconds: the glued packet is then delivered, its sysex part reported as junk and the messages behind it applied
   (late by at most ``flush_interval``). A lone F7 is otherwise ignored.
 """
@@ -39,7 +39,9 @@ from stylesynth import params as P
 log = logging.getLogger(__name__)
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "default.toml"
-CLIENT_NAME = "stylesynth"
+# Not the audio client's name (``stylesynth``): JACK client names are unique, and JACK renames a second client of
+# the same name to ``stylesynth-01``, a name no patchbay or saved session can rely on.
+CLIENT_NAME = "stylesynth-midi"
 PORT_NAME = "midi_in"
 API_NAMES = ("jack", "alsa", "coremidi", "winmm")
 
@@ -80,6 +82,21 @@ def jack_server_running() -> bool:
         jack.set_info_function(None)
     client.close()
     return True
+
+
+def jack_client_exists(name: str) -> bool:
+    """Whether the running JACK server has a client called ``name`` (one with at least one port)."""
+    import re
+
+    import jack
+    try:
+        probe = jack.Client("stylesynth-probe", no_start_server=True)
+    except jack.JackError as exc:
+        raise MidiError(f"cannot start jack MIDI: {exc} (is a JACK server running? check with jack_lsp)") from None
+    try:
+        return bool(probe.get_ports(f"^{re.escape(name)}:"))
+    finally:
+        probe.close()
 
 
 def available_apis() -> list[str]:
@@ -328,7 +345,7 @@ class MidiInput:
     api : str, optional
         ``jack``, ``alsa``, ``coremidi`` or ``winmm``; default :func:`choose_api`.
     client_name, port_name : str
-        Our MIDI client and port names (``stylesynth:midi_in``).
+        Our MIDI client and port names (``stylesynth-midi:midi_in``; the audio client is ``stylesynth``).
     poll_interval : float
         Seconds between reads of the port when it is idle (messages queue in rtmidi meanwhile).
     retry_interval : float
@@ -351,7 +368,7 @@ class MidiInput:
         self.api = choose_api(api)
         self.client_name, self.port_name = client_name, port_name
         self.poll_interval, self.retry_interval, self.flush_interval = poll_interval, retry_interval, flush_interval
-        self.port_label = ""            # what is open now: "stylesynth:midi_in" or the source port's name
+        self.port_label = ""            # what is open now: "stylesynth-midi:midi_in" or the source's name
         self._rt = None
         self._flush = None              # JACK: output client connected to our input (sysex flush, liveness)
         self._parser = mm.ControllerDecoder()
@@ -599,15 +616,15 @@ class MidiInput:
 
     @property
     def own_port(self) -> str:
-        """Our input port's full name (``stylesynth:midi_in``), what senders connect to."""
+        """Our input port's full name (``stylesynth-midi:midi_in``), what senders connect to."""
         return f"{self.client_name}:{self.port_name}"
 
     def _open(self) -> None:
+        if self.api == "jack" and jack_client_exists(self.client_name):
+            # JACK would quietly call us "<name>-01": refuse instead, so the name is always the one asked for.
+            raise MidiError(f"a JACK client named {self.client_name!r} already exists (another stylesynth "
+                            "server?): choose another MIDI client name (--midi-client)")
         flush = self._flush_client() if self.api == "jack" else None
-        if flush is not None and self.own_port in flush.get_ports():
-            flush.delete()
-            raise MidiError(f"a MIDI port named {self.own_port} already exists (another stylesynth server?): "
-                            "choose another client name (--midi-client)")
         rt = _midi_in(self.api, self.client_name)
         try:
             if self.virtual:
@@ -725,14 +742,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--midi", metavar="PORT",
                        help="open this MIDI source (exact name or a unique part of it; see 'stylesynth doctor')")
     group.add_argument("--midi-virtual", action="store_true",
-                       help="create a virtual MIDI input (stylesynth:midi_in) for other programs to connect to")
+                       help=f"create a virtual MIDI input ({CLIENT_NAME}:{PORT_NAME}) for other programs to connect "
+                            "to")
     group.add_argument("--midi-map", metavar="FILE", type=Path, default=DEFAULT_MAPPING,
                        help="MIDI mapping TOML (controller layouts in mappings/)")
     group.add_argument("--midi-api", choices=("auto", *API_NAMES), default="auto",
                        help="MIDI system; auto: JACK if a JACK server runs, else ALSA; CoreMIDI on macOS, WinMM "
                             "on Windows")
     group.add_argument("--midi-client", default=CLIENT_NAME, metavar="NAME",
-                       help="MIDI client name (our port is NAME:midi_in)")
+                       help=f"MIDI client name, default {CLIENT_NAME} (our port is NAME:{PORT_NAME}; the audio client is "
+                            "stylesynth)")
 
 
 def from_args(args: argparse.Namespace, engine) -> MidiInput | None:
