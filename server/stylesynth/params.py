@@ -235,6 +235,8 @@ OUTGOING: dict[str, str] = {
     f"{PREFIX}/audio/chunk": "seq index count blob -- part index of count of clip seq, float32 little-endian "
                              "samples at the clip's sample rate, each packet under 1400 bytes",
     f"{PREFIX}/<name>": "value -- a parameter changed (sent to /notify subscribers and as /q replies)",
+    f"{PREFIX}/audio/seq": "seq -- number of the newest clip (OSCQuery: LISTEN to it over the WebSocket; the clip "
+                           "itself is at /clip/latest.wav and its spectrogram at /clip/latest.png)",
 }
 
 
