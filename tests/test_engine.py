@@ -94,18 +94,51 @@ def test_clip_swap_is_an_equal_power_crossfade_without_click():
     assert player.swaps[-1][:2] == (2, swap_at)
 
 
-def test_a_clip_arriving_mid_fade_waits_for_it():
+def test_a_clip_arriving_mid_fade_starts_its_own_fade_at_once():
+    """A swap during a running crossfade does not wait: the half-faded pair fades out together (keeping its
+    proportions), the newest clip fades in, equal power throughout, no click."""
     player = Player(RATE, channels=1)
     clips = [clip_for(DEFAULT.with_value("seed", s)[0], s + 1) for s in range(3)]
+    a, b, c = (clip.loop for clip in clips)
     player.set_clip(clips[0])
-    run_blocks(player, 4)
+    before = run_blocks(player, 4)
     player.set_clip(clips[1])
-    run_blocks(player, 1)
-    player.set_clip(clips[2])  # arrives during the 20 ms fade to clips[1]
-    run_blocks(player, 1)
-    assert player.current_seq == 2
-    run_blocks(player, 5)
-    assert player.current_seq == 3
+    first = run_blocks(player, 1)
+    player.set_clip(clips[2])  # arrives 256 samples into the 960-sample fade to clips[1]
+    y = np.concatenate([before, first, run_blocks(player, 6)])
+    assert player.current_seq == 3 and player.swaps[-1][:2] == (3, 5 * BLOCK)
+    xf = int(CROSSFADE_SECONDS * RATE)
+    ramp = lambda x: np.clip(x / xf, 0, 1) * np.pi / 2  # noqa: E731
+    n1 = np.arange(4 * BLOCK, 5 * BLOCK)
+    expected1 = np.cos(ramp(n1 - 4 * BLOCK)) * a[n1] + np.sin(ramp(n1 - 4 * BLOCK)) * b[n1]
+    n2 = np.arange(5 * BLOCK, len(y))
+    g_a, g_b = np.cos(ramp(BLOCK)), np.sin(ramp(BLOCK))          # the pair's gains when clips[2] arrived
+    out2, in2 = np.cos(ramp(n2 - 5 * BLOCK)), np.sin(ramp(n2 - 5 * BLOCK))
+    expected2 = out2 * (g_a * a[n2] + g_b * b[n2]) + in2 * c[n2]
+    np.testing.assert_allclose(y[n1], expected1, atol=1e-5)
+    np.testing.assert_allclose(y[n2], expected2, atol=1e-5)
+    assert (out2 ** 2) * (g_a ** 2 + g_b ** 2) + in2 ** 2 == pytest.approx(1.0)  # equal power at every sample
+    jumps = np.abs(np.diff(np.concatenate([a, b, c])))
+    assert np.abs(np.diff(y)).max() <= jumps.max()
+
+
+def test_a_swap_every_block_never_clicks_and_settles_on_the_newest():
+    """More swaps than tail slots: inaudible tails are dropped, otherwise a clip waits a block; never a jump."""
+    player = Player(RATE, channels=1)
+    clips = [clip_for(DEFAULT.with_values({"seed": s, "brightness": s % 5 - 2.0})[0], s + 1) for s in range(12)]
+    player.set_clip(clips[0])
+    chunks = [run_blocks(player, 2)]
+    for clip in clips[1:]:
+        player.set_clip(clip)
+        chunks.append(run_blocks(player, 1))
+    chunks.append(run_blocks(player, 8))
+    y = np.concatenate(chunks)
+    jumps = np.abs(np.diff(np.concatenate([clip.loop for clip in clips])))
+    assert np.abs(np.diff(y)).max() <= jumps.max()
+    assert player.current_seq == 12 and player._n_tails == 0
+    tail = y[-2 * BLOCK:]
+    n = np.arange(len(y) - 2 * BLOCK, len(y))
+    np.testing.assert_allclose(tail, clips[-1].loop[n % len(clips[-1].loop)], atol=1e-6)  # alone, in time
 
 
 def test_loop_off_fades_out_and_on_fades_back_in_time():

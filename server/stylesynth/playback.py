@@ -29,6 +29,8 @@ CROSSFADE_SECONDS = 0.02   # clip swaps: long enough to hide any discontinuity, 
 ONESHOT_FADE_SECONDS = 0.003  # one-shot start/end ramps: a clip need not start or end at zero
 VOICES = 16
 MAX_BLOCK = 8192
+TAILS = 4                  # clips still fading out at once (a swap mid-fade turns the whole mix into tails)
+SILENT_TAIL = 1e-3         # a tail below this gain (-60 dB) is dropped: nobody hears it go
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,17 @@ def prepare_clip(audio: np.ndarray, clip_rate: int, device_rate: int, seq: int) 
     return PreparedClip(seq=seq, loop=loop, oneshot=oneshot)
 
 
+class _Tail:
+    """A clip fading out: it plays on at ``gain * fade_out_curve`` until the current crossfade ends."""
+
+    __slots__ = ("clip", "pos", "gain")
+
+    def __init__(self):
+        self.clip = None
+        self.pos = 0
+        self.gain = 0.0
+
+
 class _Voice:
     __slots__ = ("clip", "pos", "gain", "active", "releasing", "started")
 
@@ -146,10 +159,10 @@ class Player:
         self._loop_on = True
         # Callback-owned state.
         self._clip: PreparedClip | None = None
-        self._old: PreparedClip | None = None
-        self._xfade_pos = 0
+        self._tails = [_Tail() for _ in range(TAILS)]   # preallocated: a swap never allocates
+        self._n_tails = 0                                # the first _n_tails are fading out
+        self._xfade_pos = 0                              # samples into the current crossfade
         self._pos = 0
-        self._old_pos = 0
         self._gain = 1.0
         self._loop_level = 1.0
         self.frames = 0            # frames processed so far
@@ -204,9 +217,9 @@ class Player:
         mix.fill(0.0)
         self._run_commands(n)
         nxt = self._next_clip
-        # One crossfade at a time: a clip arriving mid-fade waits for the fade to finish (20 ms), so the mix
-        # never jumps from a half-faded pair to a single clip.
-        if nxt is not None and nxt is not self._clip and self._old is None:
+        # A clip arriving mid-fade starts its own fade at once: the half-faded mix becomes the fading-out part.
+        # Only if every tail slot is still audible does it wait a block (the tails fade meanwhile).
+        if nxt is not None and nxt is not self._clip and self._make_room():
             self._start_crossfade(nxt, now)
         self._mix_loop(mix, n)
         self._mix_voices(mix, n)
@@ -254,17 +267,52 @@ class Player:
         free.active, free.releasing, free.started = True, False, self.frames
         return True
 
+    def _fade_gain(self) -> float:
+        """Where the current crossfade is: the fade-out factor now (1 before any fade, 0 once it is over)."""
+        return float(self._fade_out_curve[min(self._xfade_pos, self._xfade_len)])
+
+    def _make_room(self) -> bool:
+        """Drop inaudible tails; True when a tail slot is free for the clip playing now."""
+        if self._n_tails == 0:
+            return True
+        factor = self._fade_gain()
+        tails, kept = self._tails, 0
+        for i in range(self._n_tails):
+            if tails[i].gain * factor >= SILENT_TAIL:
+                tails[i], tails[kept] = tails[kept], tails[i]
+                kept += 1
+            else:
+                tails[i].clip = None
+        self._n_tails = kept
+        return kept < TAILS
+
     def _start_crossfade(self, clip: PreparedClip, now: float) -> None:
         if self._clip is not None and self._loop_level > 0.0:
-            self._old, self._old_pos = self._clip, self._pos
+            # Equal power over every part: the tails' squared gains and the new clip's sum to 1 throughout,
+            # because the parts fading out keep the proportions they had when this fade began.
+            if self._n_tails:   # mid-fade: where the running fade is now
+                factor = self._fade_gain()
+                rising = float(self._fade_in_curve[min(self._xfade_pos, self._xfade_len)])
+            else:
+                factor, rising = 0.0, 1.0
+            for i in range(self._n_tails):
+                self._tails[i].gain *= factor
+            tail = self._tails[self._n_tails]
+            tail.clip, tail.pos, tail.gain = self._clip, self._pos, rising
+            self._n_tails += 1
             self._xfade_pos = 0
             # Keep the rhythm: the new clip continues from the same place in the loop.
             self._pos = self._pos % len(clip.loop)
         else:
-            self._old = None
+            self._drop_tails()
             self._pos = 0 if self._clip is None else self._pos % len(clip.loop)
         self._clip = clip
         self.swaps.append((clip.seq, self.frames, now))
+
+    def _drop_tails(self) -> None:
+        for i in range(self._n_tails):
+            self._tails[i].clip = None
+        self._n_tails = 0
 
     def _read_loop(self, clip: PreparedClip, pos: int, n: int, dest: np.ndarray) -> int:
         """Copy ``n`` samples of the looping clip from ``pos`` into ``dest`` (wrapping); returns the new pos."""
@@ -283,21 +331,25 @@ class Player:
         if self._clip is None or (target == 0.0 and self._loop_level == 0.0):
             if self._clip is not None:  # keep the loop's clock running so re-enabling stays in time
                 self._pos = (self._pos + n) % len(self._clip.loop)
-            self._old = None
+            self._drop_tails()
             return
         tmp = self._tmp[:n]
         self._pos = self._read_loop(self._clip, self._pos, n, tmp)
-        if self._old is not None:
-            # Equal-power crossfade from the old clip (cos) to the new (sin), both advancing.
-            tmp2 = self._tmp2[:n]
-            self._old_pos = self._read_loop(self._old, self._old_pos, n, tmp2)
+        if self._n_tails:
+            # Equal-power crossfade: the new clip rises on sin, the tails fall on gain * cos, all advancing.
             a = self._xfade_pos
             tmp *= self._fade_in_curve[a:a + n]
-            tmp2 *= self._fade_out_curve[a:a + n]
-            tmp += tmp2
+            tmp2 = self._tmp2[:n]
+            for i in range(self._n_tails):
+                tail = self._tails[i]
+                tail.pos = self._read_loop(tail.clip, tail.pos, n, tmp2)
+                tmp2 *= self._fade_out_curve[a:a + n]
+                if tail.gain != 1.0:
+                    tmp2 *= tail.gain
+                tmp += tmp2
             self._xfade_pos += n
             if self._xfade_pos >= self._xfade_len:
-                self._old = None
+                self._drop_tails()
         if target != self._loop_level:
             env = self._env[:n]
             np.multiply(self._ramp[:n], (target - self._loop_level) / n, out=env)
