@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = launch_server(tmp_path_factory.mktemp("oscquery"), "--no-audio")
+    srv = launch_server(tmp_path_factory.mktemp("oscquery"), "--no-audio", "--no-zeroconf")
     yield srv
     assert srv.stop() == 0, srv.log[-2000:]
     assert "Traceback" not in srv.log, srv.log[-3000:]

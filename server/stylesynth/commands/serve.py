@@ -39,7 +39,11 @@ def register(subparsers) -> None:
                      help="send replies to this UDP port on the sender's host (default: back to the sender; a "
                           "client can also ask with /reply_port N)")
     net.add_argument("--oscquery-port", type=int, default=None,
-                     help="HTTP port of the OSCQuery tree (default: OSC port + 1; 0 disables)")
+                     help="HTTP port of the OSCQuery tree, its WebSocket and the web control page at /ui/ "
+                          "(default: OSC port + 1; 0 disables)")
+    net.add_argument("--no-zeroconf", action="store_true",
+                     help="do not advertise _oscjson._tcp and _osc._udp over zeroconf (mDNS); by default they are "
+                          "announced where the server is bound (loopback only for 127.0.0.1)")
     audio = p.add_argument_group("audio")
     out = audio.add_mutually_exclusive_group()
     out.add_argument("--audio-device", default=None,
@@ -155,14 +159,22 @@ def run(args: argparse.Namespace) -> int:
         started.append(osc)
         query_port = args.oscquery_port if args.oscquery_port is not None else (
             osc.port + 1 if args.osc_port else 0)
+        oscquery = None
         if query_port:
             try:
                 oscquery = OscQueryServer(engine, host=args.host, port=query_port, osc_port=osc.port)
                 oscquery.start()
                 started.append(oscquery)
-                log.info("OSCQuery on http://%s:%d/", args.host, oscquery.port)
+                log.info("OSCQuery on http://%s:%d/, web control page on http://%s:%d/ui/", args.host,
+                         oscquery.port, args.host, oscquery.port)
             except OSError as exc:
+                oscquery = None
                 log.warning("OSCQuery not started: port %d unavailable (%s)", query_port, exc.strerror or exc)
+        if not args.no_zeroconf:
+            from stylesynth.discovery import Advertiser
+            advertiser = Advertiser(args.host, oscquery.port if oscquery else None, osc.port)
+            advertiser.start()
+            started.append(advertiser)
         midi = _start_midi(args, engine)
         if midi is not None:
             started.append(midi)
