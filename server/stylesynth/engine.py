@@ -66,7 +66,7 @@ class Engine:
         self._dirty = False               # the wanted state differs from what the worker last took
         self._busy = False                # the worker is rendering or loading
         self._changes_since_take = 0
-        self._request_time = 0.0          # perf_counter of the newest change not yet taken by the worker
+        self._request_time = 0.0          # perf_counter of the oldest change not yet taken by the worker
         self._version = 0                 # counts changes (of state or model) made so far
         self._done_version = 0            # the newest version the worker has finished with
         self._applied_callbacks: list[tuple[int, Callable[[], None]]] = []
@@ -288,11 +288,14 @@ class Engine:
 
     def _mark_dirty(self, count: bool = True) -> None:
         """Caller holds the lock."""
-        self._dirty = True
         self._version += 1
         if count:
             self._changes_since_take += 1
-        self._request_time = time.perf_counter()
+        if not self._dirty:
+            # The oldest change not yet taken: a change folded into a later render waited from here, so the
+            # control -> clip figure counts its wait too (not only the newest change's).
+            self._request_time = time.perf_counter()
+        self._dirty = True
         self._lock.notify_all()
 
     def _check_against_model(self, name: str, value) -> None:

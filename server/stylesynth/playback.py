@@ -203,6 +203,19 @@ class Player:
     def active_voices(self) -> int:
         return sum(1 for v in self._voices if v.active)
 
+    def clone(self) -> "Player":
+        """An independent copy of the mixer in its current state (clips and scratch buffers are shared: clips are
+        read-only and a mixer's buffers are only used inside :meth:`process`). For replaying a recording offline
+        to find where each clip was swapped in (``benchmarks/latency.py``); never used by the audio path."""
+        import copy
+
+        twin = copy.copy(self)
+        twin._tails = [copy.copy(tail) for tail in self._tails]
+        twin._voices = [copy.copy(voice) for voice in self._voices]
+        twin._commands = collections.deque(self._commands, maxlen=self._commands.maxlen)
+        twin.swaps = collections.deque(self.swaps, maxlen=self.swaps.maxlen)
+        return twin
+
     # -- audio side (the callback) -----------------------------------------------------------------------------
 
     def process(self, out: np.ndarray) -> None:
