@@ -6,11 +6,13 @@ Clients that ``/notify 1`` get ``/stylesynth/<name> value`` when a parameter cha
 samples as ``/stylesynth/audio/chunk seq index count blob`` packets, each under :data:`MAX_PACKET` bytes (one
 Ethernet MTU, the safe size for a tablet on Wi-Fi).
 
-Clip files and chunks are produced on a sender thread of their own with latest-wins hand-over, so a slow disk or
-many subscribers never delay the next regeneration.
+Clip files and chunks are produced on a sender thread of their own from a short queue (:data:`PENDING` clips; when
+it is full the oldest waiting clip is dropped), so a slow disk or many subscribers never delay the next
+regeneration, and a client that keeps up hears of every clip that played.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_PACKET = 1400
 CHUNK_SAMPLES = 320        # 1280 bytes of float32 + 48 bytes of address, tags and ints = 1328 < 1400
 KEEP_CLIPS = 16            # wav files kept in the cache folder
+PENDING = 8                # clips waiting for the sender thread; beyond, the oldest is skipped (latest wins)
 MAX_SUBSCRIBERS = 64       # UDP has no disconnect: a bound keeps a /notify flood from growing this forever
 
 Address = tuple[str, int]
@@ -55,7 +58,7 @@ class ClientHub:
         self.keep = keep
         self._subscribers: dict[Address, Subscriber] = {}
         self._lock = threading.Lock()
-        self._pending = None
+        self._pending: collections.deque = collections.deque(maxlen=PENDING)
         self._wake = threading.Condition()
         self._running = True
         self.files_written = 0
@@ -94,7 +97,7 @@ class ClientHub:
                 self.send(sub.address, address, payload["value"])
         elif event == "clip":
             with self._wake:
-                self._pending = (payload["seq"], payload["audio"], payload["sample_rate"])
+                self._pending.append((payload["seq"], payload["audio"], payload["sample_rate"]))
                 self._wake.notify()
         elif event == "error":
             for sub in self.subscribers():
@@ -111,11 +114,11 @@ class ClientHub:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while self._running and self._pending is None:
+                while self._running and not self._pending:
                     self._wake.wait()
                 if not self._running:
                     return
-                item, self._pending = self._pending, None
+                item = self._pending.popleft()
             try:
                 self._deliver(*item)
             except Exception:  # a full disk must not stop the server; say so and carry on

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import logging
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -500,6 +501,11 @@ class SoundDeviceOutput:
             log.exception("audio callback failed")
 
     def start(self) -> None:
+        # The callback is Python: it must get the GIL well within one period. CPython hands the GIL over only
+        # every switch interval (5 ms by default, about one 256-frame period at 48 kHz), so while the worker or
+        # the OSC thread runs Python code the callback could miss its deadline; a quarter period bounds the wait.
+        period = (self.stream.blocksize or 256) / self.stream.samplerate
+        sys.setswitchinterval(min(sys.getswitchinterval(), period / 4))
         self.stream.start()
         if self.jack:
             self._patch(connect=self.connect)
