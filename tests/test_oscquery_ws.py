@@ -98,6 +98,17 @@ def test_tree_carries_groups_and_the_clip_number(server):
     assert set(tree["CONTENTS"]) == {"stylesynth"}  # nothing shadows /ui/ and /clip/
 
 
+def test_root_gives_json_to_clients_and_the_page_to_browsers(server):
+    assert get(server, "/").headers["Content-Type"] == "application/json"
+    page = get(server, "/", accept="text/html,application/xhtml+xml,*/*;q=0.8")  # urllib follows the redirect
+    assert page.url.endswith("/ui/") and page.headers["Content-Type"].startswith("text/html")
+    assert b"<html" in page.read()
+    for bad in ("/ui/../oscquery.py", "/ui/.hidden", "/ui/nothing.js", "/clip/other.wav"):
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            get(server, bad)
+        assert exc.value.code == 404, bad
+
+
 def test_latest_clip_as_wav_and_png_follows_the_newest_clip(server, udp):
     udp.send("/stylesynth/seed", 11)
     udp.sync()
