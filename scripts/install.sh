@@ -20,8 +20,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # copy on Linux), libsndfile (soundfile).
 APT_PACKAGES=(puredata-core jackd2 libportaudio2 libsndfile1 libjack-jackd2-0)
 # Needed only by the test suite, on top of the above (the Pd, JACK and MIDI tests use the packages above):
-# the shellcheck linter checks this script and .ci/run (tests/test_setup.py). A browser test would add chromium.
-TEST_APT_PACKAGES=(shellcheck)
+# the shellcheck linter checks this script and .ci/run (tests/test_setup.py); Chromium is the real browser the web
+# page's tests drive through Playwright (tests/test_web_page.py; never 'playwright install', which downloads one).
+TEST_APT_PACKAGES=(shellcheck chromium)
 # Installed only when no Python >= 3.11 with venv and ensurepip is found.
 PYTHON_APT_PACKAGES=(python3 python3-venv python3-dev)
 VENV=.venv
