@@ -160,6 +160,13 @@ def test_an_out_of_range_value_shows_the_servers_error(page, udp):
     assert udp.query("impact") == 5.0
     page.wait_for_function("document.querySelector(\"input[type=range][data-path='/stylesynth/impact']\").value"
                            " === '5'", timeout=5_000)
+    # Already at 5: clamping changes nothing, so no value is pushed; the page asks and shows the truth anyway.
+    box.fill("12")
+    box.press("Enter")
+    page.wait_for_function("document.querySelector(\"input[data-value-of='/stylesynth/impact']\").value === '5'",
+                           timeout=5_000)
+    texts = page.locator("#errors .error").all_inner_texts()
+    assert len(texts) == 2 and "impact 12" in texts[0] and "impact 9" in texts[1], texts  # one per Enter
     box.fill("loud")  # not a number: said on the page, nothing sent
     box.press("Enter")
     assert "is not a number" in page.locator("#errors .error").first.inner_text()

@@ -101,7 +101,6 @@ function numberControl(node) {
     }
     send(node.FULL_PATH, oscArgs(node, value));
   });
-  box.addEventListener("keydown", (event) => { if (event.key === "Enter") box.dispatchEvent(new Event("change")); });
 
   if (MAX - MIN > SLIDER_MAX_SPAN) {        // the seed: a box and a random button
     const dice = el("button", { type: "button", class: "dice", title: "a new random value" }, "random");
@@ -271,7 +270,11 @@ function receive(data) {
     return;
   }
   const { address, args } = message;
-  if (address === "/error") showError(args[0], args[1]);
+  if (address === "/error") {
+    showError(args[0], args[1]);
+    // A value refused or clamped without changing the state sends no echo: ask, so the control shows the truth.
+    if (controls.has(args[0]) && args[0].startsWith(PREFIX)) send(PREFIX + "q/" + args[0].slice(PREFIX.length));
+  }
   else if (address === SEQ_PATH) newClip(args[0]);
   else if (address === "/version.reply") document.body.dataset.ready = "1";   // everything before it is in effect
   else if (controls.has(address)) {
