@@ -168,15 +168,20 @@ class _Client:
         self.wake.set()
 
     async def send_forever(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queued or self.values:
-                if self.queued:
-                    packet = self.queued.popleft()
-                else:
-                    packet = self.values.pop(next(iter(self.values)))
-                await self.ws.send(packet)   # waits only on this client's socket
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.queued or self.values:
+                    if self.queued:
+                        packet = self.queued.popleft()
+                    else:
+                        packet = self.values.pop(next(iter(self.values)))
+                    await self.ws.send(packet)   # waits only on this client's socket
+        except ConnectionClosed:
+            pass  # the receiving side sees the close too and cleans up
 
 
 class _Relay(asyncio.DatagramProtocol):
@@ -222,8 +227,8 @@ class OscQueryServer:
         self._server = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="oscquery", daemon=True)
-        self._picture_lock = threading.Lock()
-        self._pictures: dict[str, tuple[int, bytes]] = {}   # kind -> (seq, bytes): made once per clip
+        self._clip_lock = threading.Lock()
+        self._clip_files: dict[str, tuple[int, bytes]] = {}  # "wav"/"png" -> (seq, bytes): made once per clip
         if engine is not None:
             engine.add_listener(self._on_engine_event)
 
@@ -325,11 +330,11 @@ class OscQueryServer:
         if last is None:
             return _response(404, "no clip rendered yet\n")
         kind = kinds[name]
-        with self._picture_lock:  # one rendering at a time; a second request for the same clip reuses it
-            seq, data = self._pictures.get(kind, (None, b""))
+        with self._clip_lock:  # one rendering at a time; a second request for the same clip reuses it
+            seq, data = self._clip_files.get(kind, (None, b""))
             if seq != last["seq"]:
                 data = (_wav_bytes if kind == "wav" else self._png_bytes)(last)
-                self._pictures[kind] = (last["seq"], data)
+                self._clip_files[kind] = (last["seq"], data)
         return _response(200, data, content_type=CONTENT_TYPES["." + kind],
                          headers={"Cache-Control": "no-store", "X-Clip-Seq": str(last["seq"])})
 
