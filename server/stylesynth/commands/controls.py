@@ -49,9 +49,10 @@ def register(subparsers) -> None:
                             "checkpoints/NAME")
     build.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder to build for (and write into)")
     build.add_argument("--examples", type=_count(2), default=20,
-                       help="clips per direction pole and per prototype (default 20; the paper needs > 10)")
+                       help="clips per direction pole and per prototype (default 20; the paper needs > 10; env's "
+                            "class-balanced poles take at least 90, 10 per class)")
     build.add_argument("--check-examples", type=_count(2), default=10,
-                       help="held-out clips per pole for the direction checks (default 10)")
+                       help="held-out clips per pole for the direction checks (default 10; env at least 27)")
     build.add_argument("--candidates", type=_count(1), default=6,
                        help="clips tried per start point, the best regenerated kept (default 6)")
     build.add_argument("--refine-steps", type=_count(0), default=0,

@@ -123,7 +123,8 @@ def compute_controls(generator, encoder, recipe: R.Recipe, settings: BuildSettin
     w_mean = data_w.mean(0)
     step_sigmas = s.span_sigmas / SLIDER
 
-    n_work = (len(recipe.directions) * 2 * (s.examples + s.check_examples) + len(recipe.prototypes) * s.examples
+    n_pole, n_check = max(s.examples, recipe.min_pole_examples), max(s.check_examples, recipe.min_check_examples)
+    n_work = (len(recipe.directions) * 2 * (n_pole + n_check) + len(recipe.prototypes) * s.examples
               + len(recipe.start_points) * s.candidates)
     done = [0]
 
@@ -136,14 +137,14 @@ def compute_controls(generator, encoder, recipe: R.Recipe, settings: BuildSettin
     raw, poles, gaver_errors = {}, {}, []
     for i, dr in enumerate(recipe.directions):
         seed = s.seed + 100 * i
-        wa, sa = invert_clips(R.draw_pole(dr.pole_a, s.examples, seed, rep))
-        wb, sb = invert_clips(R.draw_pole(dr.pole_b, s.examples, seed + 1, rep))
+        wa, sa = invert_clips(R.draw_pole(dr.pole_a, n_pole, seed, rep))
+        wb, sb = invert_clips(R.draw_pole(dr.pole_b, n_pole, seed + 1, rep))
         gaver_errors += list(spectral_error_db(generator, torch.cat([wa, wb]), torch.cat([sa, sb]),
                                                rep.db_floor))
         raw[dr.name] = D.direction(wa, wb, w_mean)
         # Held-out examples (other seeds): the direction must put pole A above pole B.
-        ha, _ = invert_clips(R.draw_pole(dr.pole_a, s.check_examples, seed + 1000, rep))
-        hb, _ = invert_clips(R.draw_pole(dr.pole_b, s.check_examples, seed + 1001, rep))
+        ha, _ = invert_clips(R.draw_pole(dr.pole_a, n_check, seed + 1000, rep))
+        hb, _ = invert_clips(R.draw_pole(dr.pole_b, n_check, seed + 1001, rep))
         poles[dr.name] = (wa, wb, ha, hb)
 
     units = {name: r["unit"] for name, r in raw.items()}
