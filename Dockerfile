@@ -2,11 +2,12 @@
 # headless (no sound card in a container: clients get audio over OSC as wav paths / chunks), OSC on UDP 9000.
 #
 #   docker build -t stylesynth .
-#   docker run --rm -p 9000:9000/udp stylesynth
+#   docker run --rm -p 9000:9000/udp -p 9001:9001 stylesynth     (9001: OSCQuery and the web page)
 #
 # For an NVIDIA GPU, build on a CUDA runtime image; the empty TORCH_INDEX lets pip take PyPI's CUDA build of torch:
 #   docker build --build-arg BASE=nvidia/cuda:12.4.1-runtime-ubuntu22.04 --build-arg TORCH_INDEX= -t stylesynth:cuda .
-#   docker run --rm --gpus all -p 9000:9000/udp stylesynth:cuda stylesynth serve --host 0.0.0.0 --no-audio --device cuda
+#   docker run --rm --gpus all -p 9000:9000/udp -p 9001:9001 stylesynth:cuda \
+#       stylesynth serve --host 0.0.0.0 --no-audio --device cuda
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 
@@ -31,5 +32,5 @@ RUN STYLESYNTH_TORCH_INDEX="$TORCH_INDEX" bash scripts/install.sh \
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it; the name above owns the home (cache of wavs for clients).
 USER 10001
-EXPOSE 9000/udp
+EXPOSE 9000/udp 9001/tcp
 CMD ["stylesynth", "serve", "--host", "0.0.0.0", "--no-audio"]

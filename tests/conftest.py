@@ -237,14 +237,18 @@ class ServerProcess:
 
 
 def launch_server(tmp_path: Path, *args: str, model: str = "gaver", env: dict | None = None,
-                  ready_timeout: float = 60.0, probe_port: int = 0) -> ServerProcess:
+                  ready_timeout: float = 60.0, probe_port: int = 0, zeroconf: bool = False) -> ServerProcess:
     """Start ``stylesynth serve --model MODEL ARGS`` on free ports; return once it answers ``/version``
-    (listened for on ``probe_port``: pass the ``--reply-port`` if the arguments set one)."""
+    (listened for on ``probe_port``: pass the ``--reply-port`` if the arguments set one). Zeroconf stays off
+    unless asked for: dozens of test servers announcing on loopback would only be noise for the one test that
+    browses."""
     port, query_port = free_port(), free_port(socket.SOCK_STREAM)
     cache_dir, presets_dir = tmp_path / "clips", tmp_path / "presets"
     log_path = tmp_path / f"serve-{port}.log"
     cmd = [str(STYLESYNTH), "--log-level", "info", "serve", "--model", model, "--osc-port", str(port),
            "--oscquery-port", str(query_port), "--cache-dir", str(cache_dir), "--presets", str(presets_dir), *args]
+    if not zeroconf and "--no-zeroconf" not in args:
+        cmd.append("--no-zeroconf")
     env = dict(env or os.environ)
     env.setdefault("NUMBA_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")

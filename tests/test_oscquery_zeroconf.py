@@ -68,7 +68,7 @@ def _with_port(found: Found, port: int) -> list[str]:
 
 
 def test_serve_is_found_by_a_zeroconf_browser_and_says_goodbye(tmp_path, browser):
-    server = launch_server(tmp_path, "--no-audio")
+    server = launch_server(tmp_path, "--no-audio", zeroconf=True)
     try:
         oscquery, osc = browser[OSCQUERY_TYPE], browser[OSC_TYPE]
         assert oscquery.wait(lambda: _with_port(oscquery, server.oscquery_port)), (oscquery.services, server.log)
