@@ -164,7 +164,7 @@ def test_dockerfile_installs_with_the_script_and_serves_headless_as_non_root():
     assert re.search(r"^ARG BASE=python:3\.11-slim-bookworm$", text, flags=re.M)
     assert re.search(r"^FROM \$\{BASE\}$", text, flags=re.M)
     assert "bash scripts/install.sh" in text
-    assert re.search(r"^EXPOSE 9000/udp$", text, flags=re.M)
+    assert re.search(r"^EXPOSE 9000/udp 9001/tcp$", text, flags=re.M)      # OSC; OSCQuery and the web page
     users = re.findall(r"^USER (\S+)$", text, flags=re.M)
     assert users and users[-1] not in ("root", "0"), "the server must not run as root"
     cmd = re.findall(r"^CMD (.+)$", text, flags=re.M)
