@@ -43,7 +43,9 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from numba import njit
+from llvmlite import ir as llvm_ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from stylesynth.spectrogram import HITS, Representation, analysis_window, dual_window
 
@@ -115,251 +117,286 @@ def _random_phase(seed, i):  # pragma: no cover - compiled
     return (np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)) * (2.0 * np.pi) - np.pi
 
 
-@njit(cache=True, nogil=True)
-def _push(i, b, head, nxt, group, top):  # pragma: no cover - compiled
-    nxt[i] = head[b]
-    head[b] = i
-    group[b >> 6] += 1
-    return b if b > top else top
+@intrinsic
+def _leading_zeros(typingctx, x):
+    """LLVM's ctlz: the number of leading zero bits of an integer (the highest non-empty bucket in one instruction)."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctlz(args[0], llvm_ir.Constant(llvm_ir.IntType(1), 0))
+    return x(x), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """LLVM's prefetch (read, keep in all cache levels) of the cache line at an integer address."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i8p = llvm_ir.IntType(8).as_pointer()
+        i32 = llvm_ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
+                                              llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.inttoptr(args[0], i8p), llvm_ir.Constant(i32, 0), llvm_ir.Constant(i32, 3),
+                          llvm_ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.none(address), codegen
+
+
+# The integration works on one 16-byte record per coefficient, frame-major in rows of B + 1 (B = M/2 + 1 bins; the
+# slot ending each row is permanently quiet, so a bin's neighbours q +- 1 need no bounds check), so visiting a
+# neighbour touches one cache line instead of one per array (measured: 25 % faster on noise than five arrays):
+#   recf[4q]       phase (float32), written once when the coefficient is reached;
+#   recf[4q + 1]   phase advance to the next frame: the log-magnitude part plus 2 pi a m / M reduced to (-pi, pi],
+#                  so the phase stays small enough for float32 and the bin index is never needed while growing;
+#   recf[4q + 2]   phase advance to the next bin;
+#   rec[4q + 3]    state (int32, the same memory through a view): the coefficient's bucket (>= 0) while waiting,
+#                  _QUIET below tolerance, -3 - next while queued (LIFO list per bucket), -2 - region once popped.
+_QUIET = -1
+_U = np.uint64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push(q, b, rec, head, words, summary):  # pragma: no cover - compiled
+    """Queue record q in bucket b: head of the bucket's list, the bucket's bit set in the two-level bitmap."""
+    rec[(q << _U(2)) + _U(3)] = -3 - head[b]
+    head[b] = q
+    w = _U(b) >> _U(6)
+    words[w] |= _U(1) << (_U(b) & _U(63))
+    return summary | (_U(1) << w)
 
 
 @njit(cache=True, nogil=True)
-def _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M):  # pragma: no cover
-    """Pop the strongest waiting coefficient, give its waiting 4-neighbours a phase by the trapezoid rule, push
-    them; until the queue is empty. Everything reached is labelled region ``r``; returns how many were reached."""
-    nominal_step = 2.0 * np.pi * a / M
-    last = (n_frames - 1) * n_bins
+def _grow(summary, r, recf, rec, head, words, row, n_frames):  # pragma: no cover - compiled
+    """Pop the strongest queued coefficient (the highest set bit of the bucket bitmap, LIFO inside a bucket), give
+    its waiting 4-neighbours a phase by the trapezoid rule and queue them; until the queue is empty. Everything
+    popped is labelled region ``r``. Returns how many coefficients were reached. Indices are unsigned, so numba
+    emits no negative-index wraparound code."""
+    last = _U((n_frames - 1) * row)
+    step = _U(row)
+    base = _U(rec.ctypes.data)
+    popped = np.int32(-2 - r)
+    half = np.float32(0.5)
     reached = 0
-    while True:
-        while top >= 0 and head[top] == -1:
-            if group[top >> 6] == 0:
-                top = ((top >> 6) << 6) - 1
-            else:
-                top -= 1
-        if top < 0:
-            break
-        i = head[top]
-        head[top] = nxt[i]
-        group[top >> 6] -= 1
-        m = i % n_bins
-        p = phase[i]
-        dti = dt[i]
-        dfi = df[i]
-        nominal = nominal_step * m
-        # next frame (circular)
-        j = i + n_bins if i < last else i - last
-        bj = state[j]
+    while summary != 0:
+        w = _U(63) - _U(_leading_zeros(summary))
+        word = words[w]
+        bit = _U(63) - _U(_leading_zeros(word))
+        b = (w << _U(6)) + bit
+        i = _U(head[b])
+        nxt = -3 - rec[(i << _U(2)) + _U(3)]
+        head[b] = nxt
+        rec[(i << _U(2)) + _U(3)] = popped
+        word &= ~(_U(nxt == -1) << bit)                     # branch-free: clear the bucket's bit if it emptied
+        words[w] = word
+        summary &= ~(_U(word == 0) << w)
+        if nxt >= 0:                                        # about half the pops take the next in the same list
+            _prefetch(base + (_U(nxt) << _U(4)))
+        p = recf[i << _U(2)]
+        dti = recf[(i << _U(2)) + _U(1)]
+        dfi = recf[(i << _U(2)) + _U(2)]
+        j = i + step if i < last else i - last              # next frame (circular)
+        bj = rec[(j << _U(2)) + _U(3)]
         if bj >= 0:
-            phase[j] = p + nominal + 0.5 * (dti + dt[j])
-            state[j] = -2
-            region[j] = r
+            recf[j << _U(2)] = p + half * (dti + recf[(j << _U(2)) + _U(1)])
             reached += 1
-            top = _push(j, bj, head, nxt, group, top)
-        # previous frame (circular)
-        j = i - n_bins if i >= n_bins else i + last
-        bj = state[j]
+            summary = _push(j, bj, rec, head, words, summary)
+        j = i - step if i >= step else i + last             # previous frame (circular)
+        bj = rec[(j << _U(2)) + _U(3)]
         if bj >= 0:
-            phase[j] = p - nominal - 0.5 * (dti + dt[j])
-            state[j] = -2
-            region[j] = r
+            recf[j << _U(2)] = p - half * (dti + recf[(j << _U(2)) + _U(1)])
             reached += 1
-            top = _push(j, bj, head, nxt, group, top)
-        # next bin
-        if m + 1 < n_bins:
-            j = i + 1
-            bj = state[j]
-            if bj >= 0:
-                phase[j] = p + 0.5 * (dfi + df[j])
-                state[j] = -2
-                region[j] = r
-                reached += 1
-                top = _push(j, bj, head, nxt, group, top)
-        # previous bin
-        if m > 0:
-            j = i - 1
-            bj = state[j]
-            if bj >= 0:
-                phase[j] = p - 0.5 * (dfi + df[j])
-                state[j] = -2
-                region[j] = r
-                reached += 1
-                top = _push(j, bj, head, nxt, group, top)
+            summary = _push(j, bj, rec, head, words, summary)
+        j = i + _U(1)                                       # next bin (the pad slot after the last bin is quiet)
+        bj = rec[(j << _U(2)) + _U(3)]
+        if bj >= 0:
+            recf[j << _U(2)] = p + half * (dfi + recf[(j << _U(2)) + _U(2)])
+            reached += 1
+            summary = _push(j, bj, rec, head, words, summary)
+        j = i - _U(1) if i > _U(0) else _U(n_frames) * step - _U(1)   # previous bin (bin 0: the previous pad slot)
+        bj = rec[(j << _U(2)) + _U(3)]
+        if bj >= 0:
+            recf[j << _U(2)] = p - half * (dfi + recf[(j << _U(2)) + _U(2)])
+            reached += 1
+            summary = _push(j, bj, rec, head, words, summary)
     return reached
 
 
 @njit(cache=True, nogil=True)
-def _seeds(state, mag1, n_bins, n_frames, n_buckets):  # pragma: no cover - compiled
-    """Seeds for the coefficients still waiting: their local maxima (>= the 4-neighbours), counting-sorted by
+def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no cover - compiled
+    """The records (see above) of a frame-major magnitude and its log. Returns (recf, n_significant, top bucket)."""
+    n_frames, n_bins = mag.shape
+    row = n_bins + 1
+    recf = np.empty(4 * n_frames * row, dtype=np.float32)
+    rec = recf.view(np.int32)
+    ct = np.float32(0.5 * a * M / gamma)
+    cf = np.float32(-0.5 * gamma / (a * M))
+    nominal = np.empty(n_bins, dtype=np.float32)
+    for m in range(n_bins):
+        v = 2.0 * np.pi * ((int(a) * m) % int(M)) / M
+        nominal[m] = v - 2.0 * np.pi if v > np.pi else v
+    n_sig = 0
+    top = -1
+    for n in range(n_frames):
+        o = 4 * n * row
+        sc = s[n]
+        sn = s[(n + 1) % n_frames]
+        sp = s[(n - 1 + n_frames) % n_frames]
+        mg = mag[n]
+        for m in range(n_bins):
+            q = o + 4 * m
+            recf[q] = 0.0
+            d = ct * (sc[min(m + 1, n_bins - 1)] - sc[max(m - 1, 0)])
+            recf[q + 1] = (d if 0 < m < n_bins - 1 else np.float32(0.0)) + nominal[m]   # no log part at DC/Nyquist
+            recf[q + 2] = cf * (sn[m] - sp[m])
+            b = min(max(int((sc[m] - s_lo) * scale), 0), n_buckets - 1)
+            sig = mg[m] > thr
+            rec[q + 3] = b if sig else _QUIET
+            n_sig += sig
+            top = max(top, b if sig else -1)
+        rec[o + 4 * n_bins + 3] = _QUIET
+    return recf, n_sig, top
+
+
+@njit(cache=True, nogil=True)
+def _first_seed(rec, mag, b_top):  # pragma: no cover - compiled
+    """The first local maximum (>= its 4-neighbours, raster order) in the top bucket: the seed the sorted list of
+    local maxima would start with, without building the list (on dense spectrograms its region reaches
+    everything)."""
+    n_frames, n_bins = mag.shape
+    for n in range(n_frames):
+        mn = mag[(n + 1) % n_frames]
+        mp = mag[(n - 1 + n_frames) % n_frames]
+        mc = mag[n]
+        for m in range(n_bins):
+            if rec[4 * (n * (n_bins + 1) + m) + 3] != b_top:
+                continue
+            v = mc[m]
+            if mn[m] > v or mp[m] > v or (m > 0 and mc[m - 1] > v) or (m < n_bins - 1 and mc[m + 1] > v):
+                continue
+            return n * (n_bins + 1) + m
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _seeds(rec, mag, n_buckets):  # pragma: no cover - compiled
+    """Records of the coefficients still waiting that are local maxima (>= the 4-neighbours), counting-sorted by
     bucket, strongest first. Branch-free: on noise the comparisons are coin flips and mispredicted branches cost
     more than the arithmetic."""
-    n_coef = n_bins * n_frames
+    n_frames, n_bins = mag.shape
+    row = n_bins + 1
     count = np.zeros(n_buckets + 1, dtype=np.int32)
-    unsorted = np.empty(n_coef, dtype=np.int32)
+    unsorted = np.empty(n_frames * n_bins, dtype=np.int32)
     n_cand = 0
     for n in range(n_frames):
-        o = n * n_bins
-        on = ((n + 1) % n_frames) * n_bins
-        op = ((n - 1 + n_frames) % n_frames) * n_bins
+        mn = mag[(n + 1) % n_frames]
+        mp = mag[(n - 1 + n_frames) % n_frames]
+        mc = mag[n]
         for m in range(n_bins):
-            i = o + m
-            st = state[i]
-            if st < 0:                  # below tolerance or already assigned (long predictable runs)
+            q = n * row + m
+            st = rec[4 * q + 3]
+            if st < 0:                  # below tolerance or already reached (long predictable runs)
                 continue
-            v = mag1[i]
-            left = mag1[i - 1] if m > 0 else v
-            right = mag1[i + 1] if m < n_bins - 1 else v
-            ok = (mag1[on + m] <= v) & (mag1[op + m] <= v) & (left <= v) & (right <= v)
-            unsorted[n_cand] = i
+            v = mc[m]
+            left = mc[m - 1] if m > 0 else v
+            right = mc[m + 1] if m < n_bins - 1 else v
+            ok = (mn[m] <= v) & (mp[m] <= v) & (left <= v) & (right <= v)
+            unsorted[n_cand] = q
             n_cand += ok
             count[n_buckets - st] += ok
     for b in range(n_buckets):
         count[b + 1] += count[b]
     cand = np.empty(n_cand, dtype=np.int32)
     for c in range(n_cand):
-        i = unsorted[c]
-        k = n_buckets - 1 - state[i]
-        cand[count[k]] = i
+        q = unsorted[c]
+        k = n_buckets - 1 - rec[4 * q + 3]
+        cand[count[k]] = q
         count[k] += 1
     return cand
 
 
 @njit(cache=True, nogil=True)
-def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: no cover - compiled
+def _seed_and_grow(q, r, recf, rec, head, words, n_frames):  # pragma: no cover - compiled
+    """Grow region r from record q alone (phase 0). Returns how many coefficients it reached, q included."""
+    row = (rec.shape[0] // 4) // n_frames
+    recf[4 * q] = 0.0
+    summary = _push(_U(q), rec[4 * q + 3], rec, head, words, _U(0))
+    return 1 + _grow(summary, r, recf, rec, head, words, row, n_frames)
+
+
+@njit(cache=True, nogil=True)
+def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known):  # pragma: no cover - compiled
     """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
 
-    ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous (float32 or float64); ``s`` its natural log (any finite value where
-    ``mag`` is 0). ``known`` is either (F, M/2+1) phases with NaN where unknown (anchored PGHI: known phases are kept
-    and integration starts from all of them at once) or any other shape for none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1), wrapped to [-pi, pi].
+    ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous float32, ``peak`` its maximum; ``s`` its natural
+    log (any finite value where ``mag`` is 0). ``known`` is either (F, M/2+1) phases with NaN where unknown
+    (anchored PGHI: known phases are kept and integration starts from all of them at once) or any other shape for
+    none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1) float32, wrapped to [-pi, pi].
     """
     n_frames, n_bins = mag.shape
-    n_coef = n_frames * n_bins
-    mag1 = mag.ravel()
-    phase = np.zeros(n_coef)
-    out = np.empty(n_coef, dtype=np.float32)
-
-    mmax = 0.0
-    imax = 0
-    for i in range(n_coef):
-        if mag1[i] > mmax:
-            mmax = mag1[i]
-            imax = i
-    if not mmax > 0.0:
-        for i in range(n_coef):
-            out[i] = _random_phase(seed, i)
-        if known.shape[0] == n_frames and known.shape[1] == n_bins:
-            known1 = known.ravel()
-            for i in range(n_coef):
-                if not np.isnan(known1[i]):
-                    q = known1[i]
-                    out[i] = q - 2.0 * np.pi * math.floor(q / (2.0 * np.pi) + 0.5)
-        return out.reshape((n_frames, n_bins)), 0
-    thr = tol * mmax
-
-    # phase gradients. dt: the log-magnitude part of the advance per frame (the nominal 2 pi a m / M is added in
-    # float64 during integration); df: the advance per bin. Both float32, to halve the working set.
-    ct = a * M / gamma
-    cf = -gamma / (a * M)
-    dt = np.empty(n_coef, dtype=np.float32)
-    df = np.empty(n_coef, dtype=np.float32)
-    for n in range(n_frames):
-        o = n * n_bins
-        on = ((n + 1) % n_frames) * n_bins
-        op = ((n - 1 + n_frames) % n_frames) * n_bins
-        dt[o] = 0.0
-        dt[o + n_bins - 1] = 0.0
-        for m in range(1, n_bins - 1):
-            dt[o + m] = ct * 0.5 * (s[n, m + 1] - s[n, m - 1])
-        sn = s[(n + 1) % n_frames]
-        sp = s[(n - 1 + n_frames) % n_frames]
-        for m in range(n_bins):
-            df[o + m] = cf * 0.5 * (sn[m] - sp[m])
-
-    # state: bucket index (>= 0) while waiting, -1 below tolerance, -2 once assigned
+    row = n_bins + 1
+    out = np.empty((n_frames, n_bins), dtype=np.float32)
+    anchored = known.shape[0] == n_frames and known.shape[1] == n_bins
+    if not peak > 0.0:
+        for n in range(n_frames):
+            for m in range(n_bins):
+                out[n, m] = _random_phase(seed, n * n_bins + m)
+                if anchored and not np.isnan(known[n, m]):
+                    out[n, m] = known[n, m] - 2.0 * np.pi * math.floor(known[n, m] / (2.0 * np.pi) + 0.5)
+        return out, 0
+    thr = tol * peak
     s_lo = math.log(thr)
-    span = math.log(mmax) - s_lo
+    span = math.log(peak) - s_lo
     scale = (n_buckets - 1) / span if span > 0 else 0.0
-    state = np.empty(n_coef, dtype=np.int32)
-    s1 = s.ravel()
-    n_sig = 0
-    for i in range(n_coef):
-        if mag1[i] > thr:
-            b = int((s1[i] - s_lo) * scale)
-            state[i] = min(max(b, 0), n_buckets - 1)
-            n_sig += 1
-        else:
-            state[i] = -1
-
-    # integration with a bucket queue (LIFO inside a bucket), trapezoid rule to the unassigned 4-neighbours.
-    # group[g] counts the items in buckets 64 g .. 64 g + 63, so finding the next non-empty bucket skips empty
-    # groups instead of stepping through up to 4096 empty buckets after each jump up.
+    recf, n_sig, b_top = _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets)
+    rec = recf.view(np.int32)
     head = np.full(n_buckets, -1, dtype=np.int32)
-    group = np.zeros(n_buckets // 64 + 1, dtype=np.int32)
-    nxt = np.empty(n_coef, dtype=np.int32)
-    region = np.full(n_coef, -1, dtype=np.int32)
+    words = np.zeros(n_buckets // 64, dtype=np.uint64)
+
     n_regions = 0
-    n_done = 0                      # significant coefficients assigned so far
-    anchored = False
-    if known.shape[0] == n_frames and known.shape[1] == n_bins:
-        # anchored: every known coefficient keeps its phase; the significant ones seed region 0 together
-        known1 = known.ravel()
-        top = -1
-        for i in range(n_coef):
-            if not np.isnan(known1[i]):
-                phase[i] = known1[i]
-                region[i] = 0
-                if state[i] >= 0:
-                    top = _push(i, state[i], head, nxt, group, top)
+    n_done = 0                      # significant coefficients reached so far
+    if anchored:
+        # every known coefficient keeps its phase; the significant ones seed region 0 together
+        summary = _U(0)
+        for n in range(n_frames):
+            for m in range(n_bins):
+                if np.isnan(known[n, m]):
+                    continue
+                q = n * row + m
+                recf[4 * q] = known[n, m]
+                n_regions = 1
+                if rec[4 * q + 3] >= 0:
+                    summary = _push(_U(q), rec[4 * q + 3], rec, head, words, summary)
                     n_done += 1
-                state[i] = -2
-                anchored = True
-        if anchored:
-            n_regions = 1
-            n_done += _grow(top, 0, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
-    # the first seed is the first local maximum (raster order) in the top bucket, as the full sorted list would give;
-    # on dense spectrograms its region reaches everything and the list of local maxima is never built
-    if n_done < n_sig and state[imax] >= 0:
-        b_top = state[imax]
-        for i in range(n_coef):
-            if state[i] == b_top:
-                v = mag1[i]
-                m = i % n_bins
-                if mag1[i - n_bins if i >= n_bins else i + (n_frames - 1) * n_bins] > v:
-                    continue
-                if mag1[i + n_bins if i < (n_frames - 1) * n_bins else i - (n_frames - 1) * n_bins] > v:
-                    continue
-                if (m > 0 and mag1[i - 1] > v) or (m < n_bins - 1 and mag1[i + 1] > v):
-                    continue
-                imax = i
-                break
-        r = n_regions
-        n_regions += 1
-        top = _push(imax, state[imax], head, nxt, group, -1)
-        state[imax] = -2
-        region[imax] = r
-        n_done += 1 + _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
+                else:
+                    rec[4 * q + 3] = -2             # popped, region 0
+        if n_regions:
+            n_done += _grow(summary, 0, recf, rec, head, words, row, n_frames)
     if n_done < n_sig:
-        cand = _seeds(state, mag1, n_bins, n_frames, n_buckets)
-        for k in range(cand.shape[0]):
-            i0 = cand[k]
-            if state[i0] < 0:
-                continue
-            r = n_regions
+        q = _first_seed(rec, mag, b_top)
+        if q >= 0:
+            n_done += _seed_and_grow(q, n_regions, recf, rec, head, words, n_frames)
             n_regions += 1
-            top = _push(i0, state[i0], head, nxt, group, -1)
-            state[i0] = -2
-            region[i0] = r
-            n_done += 1 + _grow(top, r, phase, state, region, head, nxt, group, dt, df, n_bins, n_frames, a, M)
+    if n_done < n_sig:
+        cand = _seeds(rec, mag, n_buckets)
+        for k in range(cand.shape[0]):
+            if rec[4 * cand[k] + 3] >= 0:
+                n_done += _seed_and_grow(cand[k], n_regions, recf, rec, head, words, n_frames)
+                n_regions += 1
 
     # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible
     acc_re = np.zeros(n_regions)
     acc_im = np.zeros(n_regions)
     for n in range(n_frames):
-        for i in (n * n_bins, n * n_bins + n_bins - 1):
-            r = region[i]
-            if r >= 0:
-                w = mag1[i] * mag1[i]
-                acc_re[r] += w * math.cos(2.0 * phase[i])
-                acc_im[r] += w * math.sin(2.0 * phase[i])
+        for m in (0, n_bins - 1):
+            q = n * row + m
+            st = rec[4 * q + 3]
+            if st <= -2:
+                w = np.float64(mag[n, m]) ** 2
+                acc_re[-2 - st] += w * math.cos(2.0 * recf[4 * q])
+                acc_im[-2 - st] += w * math.sin(2.0 * recf[4 * q])
     rot = np.zeros(n_regions)
     for r in range(1 if anchored else 0, n_regions):
         if acc_re[r] != 0.0 or acc_im[r] != 0.0:
@@ -367,14 +404,45 @@ def _pghi_kernel(mag, s, a, M, gamma, tol, seed, n_buckets, known):  # pragma: n
 
     # wrap to [-pi, pi] (so the phase survives float32); random phase below tolerance, in a fixed order
     two_pi = 2.0 * np.pi
-    for i in range(n_coef):
-        r = region[i]
-        if r >= 0:
-            q = phase[i] + rot[r]
-            out[i] = q - two_pi * math.floor(q / two_pi + 0.5)
-        else:
-            out[i] = _random_phase(seed, i)
-    return out.reshape((n_frames, n_bins)), n_regions
+    for n in range(n_frames):
+        for m in range(n_bins):
+            q = n * row + m
+            st = rec[4 * q + 3]
+            if st <= -2:
+                v = recf[4 * q] + rot[-2 - st]
+                out[n, m] = v - two_pi * math.floor(v / two_pi + 0.5)
+            else:
+                out[n, m] = _random_phase(seed, n * n_bins + m)
+    return out, n_regions
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"})
+def _polar_into(mag, phase, out):  # pragma: no cover - compiled
+    """out[n, 2m], out[n, 2m + 1] = mag * (cos, sin)(phase) for phases in [-pi, pi]: a quadrant reduction and
+    Taylor polynomials (error < 1e-7), branch-free so LLVM vectorises it (twice as fast as numpy's float32
+    cos + sin)."""
+    n_frames, n_bins = mag.shape
+    for n in range(n_frames):
+        mg = mag[n]
+        ph = phase[n]
+        o = out[n]
+        for m in range(n_bins):
+            x = np.float32(ph[m])
+            k = np.floor(x * np.float32(2.0 / np.pi) + np.float32(0.5))          # quadrant
+            r = (x - k * np.float32(1.5703125)) - k * np.float32(4.837512969970703125e-4)   # x - k pi/2 in 3 parts
+            r = r - k * np.float32(7.549789948768648e-8)
+            r2 = r * r
+            sn = r + r * r2 * (np.float32(-1.0 / 6.0) + r2 * (np.float32(1.0 / 120.0) + r2 * (
+                np.float32(-1.0 / 5040.0) + r2 * np.float32(1.0 / 362880.0))))
+            cs = np.float32(1.0) + r2 * (np.float32(-0.5) + r2 * (np.float32(1.0 / 24.0) + r2 * (
+                np.float32(-1.0 / 720.0) + r2 * (np.float32(1.0 / 40320.0) + r2 * np.float32(-1.0 / 3628800.0)))))
+            # rotate by k quarter turns with arithmetic, not branches (random quadrants mispredict)
+            quadrant = np.int32(k)
+            swap = np.float32(quadrant & 1)
+            c = (sn * swap + cs * (np.float32(1.0) - swap)) * np.float32(1 - ((quadrant + 1) & 2))
+            si = (cs * swap + sn * (np.float32(1.0) - swap)) * np.float32(1 - (quadrant & 2))
+            o[2 * m] = mg[m] * c
+            o[2 * m + 1] = mg[m] * si
 
 
 def _log_magnitude(mag: np.ndarray, peak: float | None = None) -> np.ndarray:
@@ -387,14 +455,11 @@ def _log_magnitude(mag: np.ndarray, peak: float | None = None) -> np.ndarray:
 
 
 def _polar(mag_t: np.ndarray, phase_t: np.ndarray, dtype=np.complex128) -> np.ndarray:
-    """``mag * exp(1j * phase)`` from frame-major (F, bins) inputs, returned as a (bins, F) view of a frame-major
-    array. sin/cos run in float32 (vectorised; the phase is wrapped, so the error is ~2e-7 rad)."""
-    p32 = phase_t if phase_t.dtype == np.float32 else phase_t.astype(np.float32)
-    if dtype == np.complex64 and mag_t.dtype != np.float32:
-        mag_t = mag_t.astype(np.float32)
+    """``mag * exp(1j * phase)`` from frame-major (F, bins) inputs (phase wrapped to [-pi, pi]), returned as a
+    (bins, F) view of a frame-major array."""
     out = np.empty(mag_t.shape, dtype=dtype)
-    np.multiply(mag_t, np.cos(p32), out=out.real)
-    np.multiply(mag_t, np.sin(p32), out=out.imag)
+    real = np.float32 if out.dtype == np.complex64 else np.float64
+    _polar_into(mag_t.astype(real, copy=False), phase_t, out.view(real))
     return out.T
 
 
@@ -417,7 +482,7 @@ def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
         if np.isinf(known).any():
             raise ValueError("known_phase must be finite where known (NaN marks unknown)")
         known = _transpose(np.ascontiguousarray(known))
-    phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t, peak), float(rep.hop), float(rep.channels),
+    phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t, peak), peak, float(rep.hop), float(rep.channels),
                               float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known)
     return phase_t, mag_t
 
