@@ -108,13 +108,16 @@ def _prepare(mag):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, inline="always")
 def _random_phase(seed, i):  # pragma: no cover - compiled
-    """A phase in [-pi, pi) from a counter-based generator (splitmix64 of seed and index): deterministic, no state,
-    ~1 ns, so a clip's mostly-silent coefficients cost nothing."""
-    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(i) + np.uint64(0x632BE59BD9B4E019)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)) * (2.0 * np.pi) - np.pi
+    """A phase in [-pi, pi) from a counter-based generator (Wellons' lowbias32 hash of seed and index): deterministic,
+    no state, 32-bit arithmetic so a loop of them vectorises; a clip's mostly-silent coefficients cost nothing."""
+    mask = np.uint64(0xFFFFFFFF)
+    x = (np.uint64(i) + np.uint64(seed) * np.uint64(0x9E3779B9)) & mask
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7FEB352D)) & mask
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846CA68B)) & mask
+    x ^= x >> np.uint64(16)
+    return np.float32(x) * np.float32(2.0 * np.pi / 4294967296.0) - np.float32(np.pi)
 
 
 @intrinsic
@@ -226,7 +229,9 @@ def _grow(summary, r, recf, rec, head, words, row, n_frames):  # pragma: no cove
 
 @njit(cache=True, nogil=True)
 def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no cover - compiled
-    """The records (see above) of a frame-major magnitude and its log. Returns (recf, n_significant, top bucket)."""
+    """The records (see above) of a frame-major magnitude and its log. Returns (recf, n_significant, top bucket).
+    Each field is computed for a whole row in its own loop (LLVM vectorises those), then interleaved; phases are left
+    unset (a coefficient's phase is written when it is reached, and read only after)."""
     n_frames, n_bins = mag.shape
     row = n_bins + 1
     recf = np.empty(4 * n_frames * row, dtype=np.float32)
@@ -237,25 +242,34 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
     for m in range(n_bins):
         v = 2.0 * np.pi * ((int(a) * m) % int(M)) / M
         nominal[m] = v - 2.0 * np.pi if v > np.pi else v
+    dt = np.empty(n_bins, dtype=np.float32)
+    df = np.empty(n_bins, dtype=np.float32)
+    bucket = np.empty(n_bins, dtype=np.int32)
     n_sig = 0
     top = -1
     for n in range(n_frames):
-        o = 4 * n * row
         sc = s[n]
         sn = s[(n + 1) % n_frames]
         sp = s[(n - 1 + n_frames) % n_frames]
         mg = mag[n]
+        dt[0] = nominal[0]                              # no log-magnitude part at DC and Nyquist
+        dt[n_bins - 1] = nominal[n_bins - 1]
+        for m in range(1, n_bins - 1):
+            dt[m] = ct * (sc[m + 1] - sc[m - 1]) + nominal[m]
         for m in range(n_bins):
-            q = o + 4 * m
-            recf[q] = 0.0
-            d = ct * (sc[min(m + 1, n_bins - 1)] - sc[max(m - 1, 0)])
-            recf[q + 1] = (d if 0 < m < n_bins - 1 else np.float32(0.0)) + nominal[m]   # no log part at DC/Nyquist
-            recf[q + 2] = cf * (sn[m] - sp[m])
-            b = min(max(int((sc[m] - s_lo) * scale), 0), n_buckets - 1)
+            df[m] = cf * (sn[m] - sp[m])
+        for m in range(n_bins):
+            b = min(max(np.int32((sc[m] - s_lo) * scale), 0), n_buckets - 1)
             sig = mg[m] > thr
-            rec[q + 3] = b if sig else _QUIET
+            bucket[m] = b if sig else _QUIET
             n_sig += sig
-            top = max(top, b if sig else -1)
+        for m in range(n_bins):
+            top = max(top, bucket[m])
+        o = 4 * n * row
+        for m in range(n_bins):
+            recf[o + 4 * m + 1] = dt[m]
+            recf[o + 4 * m + 2] = df[m]
+            rec[o + 4 * m + 3] = bucket[m]
         rec[o + 4 * n_bins + 3] = _QUIET
     return recf, n_sig, top
 
@@ -402,17 +416,20 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known):  # pra
         if acc_re[r] != 0.0 or acc_im[r] != 0.0:
             rot[r] = -0.5 * math.atan2(acc_im[r], acc_re[r])
 
-    # wrap to [-pi, pi] (so the phase survives float32); random phase below tolerance, in a fixed order
+    # wrap to [-pi, pi] (so the phase survives float32); random phase below tolerance. Branch-free (both computed,
+    # one kept) so it vectorises; one region (dense spectrograms) needs no per-coefficient rotation lookup.
     two_pi = 2.0 * np.pi
+    single = n_regions <= 1
+    rot0 = rot[0] if n_regions else 0.0
     for n in range(n_frames):
+        o = out[n]
+        base = n * row
         for m in range(n_bins):
-            q = n * row + m
-            st = rec[4 * q + 3]
-            if st <= -2:
-                v = recf[4 * q] + rot[-2 - st]
-                out[n, m] = v - two_pi * math.floor(v / two_pi + 0.5)
-            else:
-                out[n, m] = _random_phase(seed, n * n_bins + m)
+            st = rec[4 * (base + m) + 3]
+            r = rot0 if single else rot[max(-2 - st, 0)]
+            v = recf[4 * (base + m)] + r
+            wrapped = v - two_pi * np.floor(v / two_pi + 0.5)
+            o[m] = wrapped if st <= -2 else _random_phase(seed, n * n_bins + m)
     return out, n_regions
 
 
