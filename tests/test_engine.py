@@ -6,13 +6,14 @@ smoothing, panics, and latest-wins coalescing of control storms.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from stylesynth.engine import Engine
+from stylesynth.engine import Engine, usable_cores
 from stylesynth.gaver_synth import GaverSynth
 from stylesynth.playback import CROSSFADE_SECONDS, Player, prepare_clip, resample_circular
 from stylesynth.state import DEFAULT, ControlError
@@ -33,9 +34,10 @@ def run_blocks(player: Player, n_blocks: int) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-@pytest.fixture
-def engine():
-    eng = Engine(lambda name: GaverSynth(), Player(RATE, channels=2))
+@pytest.fixture(params=[True, False], ids=["pipeline", "one-thread"])
+def engine(request):
+    """The engine both ways it runs: two render stages on two threads, and one after the other on one (one core)."""
+    eng = Engine(lambda name: GaverSynth(), Player(RATE, channels=2), pipeline=request.param)
     eng.start(timeout=10)
     yield eng
     eng.stop()
@@ -424,3 +426,162 @@ def test_model_switch_tells_the_sender_of_a_value_it_resets(engine):
     assert engine.synth.name == "bare" and engine.state.start == ""
     assert heard == ["start point 'Knock - Wood' is not in model 'bare': reset to seed"]
     assert model_heard == []
+
+
+# -- the two-stage pipeline -------------------------------------------------------------------------------------
+
+class Staged(GaverSynth):
+    """The procedural renderer split like the trained model's: ``generate`` draws the clip, ``finish`` hands it on.
+    ``finish`` waits at ``gate`` while it is closed and records what each stage did, on which thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.finishing = threading.Event()
+        self.log: list[tuple[str, float, str]] = []   # (stage, brightness, thread name)
+
+    def generate(self, state):
+        self.log.append(("generate", state.brightness, threading.current_thread().name))
+        return self.render(state)
+
+    def finish(self, draft):
+        self.log.append(("finish", draft.brightness, threading.current_thread().name))
+        self.finishing.set()
+        assert self.gate.wait(10)
+        return draft
+
+    def render(self, state):
+        clip = super().render(state)
+        clip.brightness = state.brightness  # which state a draft came from, for the log
+        return clip
+
+    def wait_logged(self, entry: tuple, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while entry not in self.log and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return entry in self.log
+
+
+def staged_engine() -> tuple[Engine, Staged]:
+    synth = Staged()
+    eng = Engine(lambda name: synth, Player(RATE, channels=1), pipeline=True)
+    eng.start(timeout=10, synth=synth)
+    return eng, synth
+
+
+def test_generator_runs_for_the_newest_state_while_the_previous_one_is_finished():
+    engine, synth = staged_engine()
+    try:
+        synth.gate.clear()
+        synth.finishing.clear()
+        engine.set_param("brightness", 1.0)
+        assert synth.finishing.wait(5)                       # stage 2 holds clip 1.0 ...
+        engine.set_param("brightness", 2.0)
+        assert synth.wait_logged(("generate", 2.0, "engine-generate"))  # ... while stage 1 generates 2.0
+        assert not engine.idle()
+        synth.gate.set()
+        assert engine.wait_idle(10)
+        finished = [b for stage, b, thread in synth.log if stage == "finish"]
+        assert finished[-2:] == [1.0, 2.0]
+        assert {thread for stage, _, thread in synth.log if stage == "finish"} == {"engine-finish"}
+    finally:
+        synth.gate.set()
+        engine.stop()
+
+
+def test_a_newer_spectrogram_replaces_one_waiting_for_stage_two():
+    """Latest-wins between the stages too: a spectrogram still waiting when a newer one arrives is never finished
+    (counted as coalesced), and the changes it carried complete with the newer one."""
+    engine, synth = staged_engine()
+    try:
+        synth.gate.clear()
+        synth.finishing.clear()
+        engine.set_param("brightness", 1.0)
+        assert synth.finishing.wait(5)                       # stage 2 busy with 1.0
+        applied = threading.Event()
+        coalesced = engine.coalesced
+        for value in (2.0, 3.0):                             # 2.0 waits in the slot, then 3.0 replaces it
+            engine.set_param("brightness", value)
+            if value == 2.0:
+                engine.when_applied(applied.set)
+            assert synth.wait_logged(("generate", value, "engine-generate"))
+        time.sleep(0.05)
+        assert not applied.is_set()                          # 2.0's change waits for a clip that includes it
+        synth.gate.set()
+        assert applied.wait(10) and engine.wait_idle(10)
+        finished = [b for stage, b, _ in synth.log if stage == "finish"]
+        assert 2.0 not in finished and finished[-1] == 3.0
+        assert engine.coalesced >= coalesced + 1
+        assert engine.last_clip["state"].brightness == 3.0
+        run_blocks(engine.player, 2)
+        np.testing.assert_array_equal(engine.player._clip.loop, clip_for(DEFAULT.with_value("brightness", 3.0)[0]).loop)
+    finally:
+        synth.gate.set()
+        engine.stop()
+
+
+@pytest.mark.parametrize("stage", ["generate", "finish"])
+def test_a_failure_in_either_stage_keeps_the_clip_and_is_reported_in_order(stage):
+    engine, synth = staged_engine()
+    failing = {"generate": synth.generate, "finish": synth.finish}
+
+    def broken(arg, _real=failing[stage]):
+        brightness = arg.brightness
+        if brightness == 4.0:
+            raise FloatingPointError(f"{stage} produced NaN")
+        return _real(arg)
+
+    setattr(synth, stage, broken)
+    heard = []
+    try:
+        engine.set_param("brightness", 1.0)
+        assert engine.wait_idle(10)
+        seq = engine._seq
+        engine.set_param("brightness", 4.0, on_error=heard.append, origin="a")
+        assert engine.wait_idle(10)
+        assert heard and f"{stage} produced NaN" in heard[0] and engine._seq == seq
+        assert engine.state.brightness == 1.0                # put back: the state says what is heard
+        engine.set_param("brightness", 4.0, on_error=heard.append, origin="a")  # tried again, refused again
+        assert engine.wait_idle(10) and len(heard) == 2
+        engine.set_param("brightness", 2.0)
+        assert engine.wait_idle(10) and engine._seq == seq + 1 and engine.render_errors == 2
+    finally:
+        engine.stop()
+
+
+def test_the_pipeline_plays_what_render_makes_bit_for_bit():
+    """The trained model through both stages on two threads, under a storm: the clip playing is exactly what
+    ``render`` makes of the last state (same state, same samples, whichever path)."""
+    from stylesynth.synthesizer import Synthesizer
+
+    synth = Synthesizer.load("hits")
+    engine = Engine(lambda name: synth, Player(RATE, channels=1), state=DEFAULT.with_value("model", "hits")[0],
+                    pipeline=True)
+    engine.start(timeout=60, synth=synth)
+    try:
+        for i in range(30):
+            engine.set_param("brightness", i / 10)
+            time.sleep(0.002)
+        assert engine.wait_idle(30)
+        clip = engine.last_clip
+        assert clip["state"].brightness == pytest.approx(2.9)
+        expected = synth.render(engine.state)
+        np.testing.assert_array_equal(clip["audio"], expected.audio)
+        assert {"generator", "pghi", "loudness", "wait", "prepare"} <= set(engine.last_timings)
+    finally:
+        engine.stop()
+
+
+def test_one_core_runs_the_stages_on_one_thread():
+    """Where the process may use one core, two stages would only take turns: the engine does not split them."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(mask)})                     # this thread only (pid 0 = the calling thread)
+    try:
+        assert usable_cores() == 1
+        assert Engine(lambda name: GaverSynth()).pipeline is False
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert Engine(lambda name: GaverSynth()).pipeline is (len(mask) >= 2)

@@ -1,22 +1,34 @@
-"""The engine: control changes -> state -> a clip rendered on a worker thread -> the player.
+"""The engine: control changes -> state -> a clip rendered on worker threads -> the player.
 
 Every control surface (OSC, MIDI, presets) changes the sound only through :meth:`Engine.set_param`,
-:meth:`Engine.trigger` and :meth:`Engine.panic`. Rendering is latest-wins: while the worker renders, further changes
+:meth:`Engine.trigger` and :meth:`Engine.panic`. Rendering is latest-wins: while the workers render, further changes
 only replace the wanted state, so a storm of slider moves costs one regeneration at a time, never a queue (the
-skipped states are counted as ``coalesced``). The worker alone touches the model (loading, rendering), so the model
-needs no locks; the audio callback never waits on it (:mod:`stylesynth.playback`).
+skipped states are counted as ``coalesced``).
+
+Rendering is a two-stage pipeline on two threads, one clip apart: stage 1 (``engine-generate``) takes the newest
+state and runs the latent and the generator; stage 2 (``engine-finish``) turns the previous spectrogram into sound
+(PGHI, loudness, resampling) and hands it to the player. Between them is one slot, latest-wins too: a newer
+spectrogram replaces one still waiting, never a queue. So a change arriving just after a render started waits for
+one generator pass, not a whole render, before its own begins. Stage 1 alone touches the model (loading,
+generating), so the model needs no locks; stage 2 reads only the spectrogram it was given; the audio callback
+never waits on either (:mod:`stylesynth.playback`). With one core the stages would only take turns, so there the
+engine runs them one after the other on one thread (``pipeline=False``).
 
 A renderer is anything shaped like :class:`stylesynth.synthesizer.Synthesizer`: attributes ``name``,
 ``sample_rate``, ``prototypes``, ``start_points`` and ``render(state) -> clip`` with ``clip.audio`` (float32 mono)
-and ``clip.timings`` (dict of ms). ``loader(model_name)`` returns one or raises with a precise message.
+and ``clip.timings`` (dict of ms). One that also has ``generate(state) -> draft`` and ``finish(draft) -> clip``
+(``render`` = ``finish(generate(state))``) is split between the stages; any other renders whole in stage 1.
+``loader(model_name)`` returns one or raises with a precise message.
 """
 from __future__ import annotations
 
 import collections
 import logging
 import math
+import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -32,6 +44,39 @@ LATENCY_WINDOW = 500  # regenerations kept for the p50/p99 figures
 Listener = Callable[[str, dict], None]
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class _Job:
+    """One taken state on its way through the two stages."""
+
+    state: ControlState
+    version: int                 # every change up to this version is in ``state``
+    request_time: float          # perf_counter of the oldest change folded in (for the control -> clip figure)
+    started: float               # perf_counter when stage 1 took it
+    synth: object = None         # the renderer stage 1 used (a model switch may follow while stage 2 works)
+    render: bool = True          # False: the state's sound is already playing or on its way; only completes
+    draft: object = None         # stage 1's output: a draft for ``finish``, or a whole clip
+    error: Exception | None = None   # stage 1 failed: reported by stage 2, in order with the clips before it
+    number: int = 0              # count of render jobs submitted, to know whether a failed one was the newest
+    generated: float = 0.0       # perf_counter when stage 1 finished
+
+
+def _stages(synth) -> tuple[Callable, Callable | None]:
+    """(stage 1, stage 2) of a renderer: ``generate``/``finish`` when it has both, else ``render`` whole and
+    nothing (stage 2 then only prepares the clip for the player)."""
+    generate, finish = getattr(synth, "generate", None), getattr(synth, "finish", None)
+    if callable(generate) and callable(finish):
+        return generate, finish
+    return synth.render, None
+
+
 class Engine:
     """Holds the control state, renders clips on a worker thread and feeds a :class:`~stylesynth.playback.Player`.
 
@@ -44,6 +89,9 @@ class Engine:
         The mixer the audio output runs; clips are resampled to ``player.sample_rate`` on the worker.
     state : ControlState
         Initial values (``state.model`` is loaded by :meth:`start`).
+    pipeline : bool, optional
+        Run the two render stages on two threads (see the module docstring). Default: when this process may use
+        at least two cores.
 
     Events sent to listeners (``listener(event, payload)``, called from the thread that caused them; keep them
     quick):
@@ -55,16 +103,21 @@ class Engine:
     """
 
     def __init__(self, loader: Callable[[str], object], player: Player | None = None,
-                 state: ControlState = DEFAULT):
+                 state: ControlState = DEFAULT, pipeline: bool | None = None):
         self.loader = loader
         self.player = player or Player()
+        self.pipeline = usable_cores() >= 2 if pipeline is None else bool(pipeline)
         self._state = state
         self._lock = threading.Condition()
         self._listeners: list[Listener] = []
         self._synth = None
         self._model_request: tuple[str, Callable[[str], None] | None] | None = None
-        self._dirty = False               # the wanted state differs from what the worker last took
-        self._busy = False                # the worker is rendering or loading
+        self._dirty = False               # the wanted state differs from what stage 1 last took
+        self._generating = False          # stage 1 is loading or generating (or, without pipeline, finishing)
+        self._handoff: _Job | None = None  # the slot between the stages (latest-wins)
+        self._finishing = False           # stage 2 is finishing a job
+        self._submitted_key = None        # render key of the newest state stage 1 rendered (its sound is coming)
+        self._jobs = 0                    # render jobs submitted so far
         self._changes_since_take = 0
         self._request_time = 0.0          # perf_counter of the oldest change not yet taken by the worker
         self._version = 0                 # counts changes (of state or model) made so far
@@ -78,7 +131,7 @@ class Engine:
         self._rendered_key = None
         self._seq = 0
         self._running = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.started_at = time.time()
         # Figures for /status.
         self.regenerations = 0
@@ -100,8 +153,13 @@ class Engine:
         self._synth = synth if synth is not None else self.loader(self._state.model)
         self._state = self._fit_to_model(self._state)[0]
         self._running = True
-        self._thread = threading.Thread(target=self._work, name="engine-worker", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._generate_loop, name="engine-generate", daemon=True)]
+        if self.pipeline:
+            self._threads.append(threading.Thread(target=self._finish_loop, name="engine-finish", daemon=True))
+        for thread in self._threads:
+            thread.start()
+        log.info("rendering %s", "in two stages on two threads (generator | PGHI, loudness)" if self.pipeline
+                 else "on one thread (one core: a pipeline would only take turns)")
         with self._lock:
             self._mark_dirty()
         if timeout is not None:
@@ -111,8 +169,8 @@ class Engine:
         with self._lock:
             self._running = False
             self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -242,13 +300,13 @@ class Engine:
     def idle(self) -> bool:
         """True when the clip playing reflects every change made so far."""
         with self._lock:
-            return not self._dirty and not self._busy
+            return not self._working()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until :meth:`idle` (or ``timeout`` seconds); returns whether it became idle."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._dirty or self._busy:
+            while self._working():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -256,9 +314,10 @@ class Engine:
         return True
 
     def when_applied(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once every change made so far is playing: the worker has finished a render (or model
-        load) that includes them. Under a storm of later changes this still fires as soon as that render is done;
-        it does not wait for the storm to end. Called at once if nothing is pending, else on the worker thread."""
+        """Call ``callback`` once every change made so far is playing: a render (or model load) that includes them
+        has been handed to the player. Under a storm of later changes this still fires as soon as that render is
+        done; it does not wait for the storm to end. Called at once if nothing is pending, else on a worker
+        thread."""
         with self._lock:
             if self._done_version < self._version:
                 self._applied_callbacks.append((self._version, callback))
@@ -285,6 +344,10 @@ class Engine:
         }
 
     # -- internals ---------------------------------------------------------------------------------------------
+
+    def _working(self) -> bool:
+        """Caller holds the lock: a change is not yet playing (wanted, generating, waiting or finishing)."""
+        return self._dirty or self._generating or self._handoff is not None or self._finishing
 
     def _mark_dirty(self, count: bool = True) -> None:
         """Caller holds the lock."""
@@ -330,7 +393,10 @@ class Engine:
             except Exception:  # a broken client must not stop the engine
                 log.exception("listener failed on %s", event)
 
-    def _work(self) -> None:
+    # -- the two stages ------------------------------------------------------------------------------------------
+
+    def _generate_loop(self) -> None:
+        """Stage 1: take the newest state, load a requested model, generate; hand the job to stage 2."""
         while True:
             with self._lock:
                 while self._running and not self._dirty:
@@ -338,7 +404,7 @@ class Engine:
                 if not self._running:
                     return
                 self._dirty = False
-                self._busy = True
+                self._generating = True
                 request = self._model_request
                 self._model_request = None
                 state = self._state
@@ -346,25 +412,88 @@ class Engine:
                 request_time = self._request_time
                 version = self._version
             self.coalesced += max(0, taken - 1)
+            job = _Job(state, version, request_time, time.perf_counter(), render=False)
             try:
                 if request is not None:
-                    state = self._load_model(*request) or state
-                if state.render_key() != self._rendered_key:
-                    self._render(state, request_time, version)
-                else:
-                    self._take_refusal_callbacks(version)  # nothing to refuse: these changes are playing
+                    job.state = self._load_model(*request) or state
+                job = self._generate(job)
             finally:
-                with self._lock:
-                    self._busy = False
-                    self._done_version = version
-                    callbacks = [cb for target, cb in self._applied_callbacks if target <= version]
-                    self._applied_callbacks = [(t, cb) for t, cb in self._applied_callbacks if t > version]
-                    self._lock.notify_all()
-                for callback in callbacks:
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("applied callback failed")
+                self._submit(job)
+
+    def _generate(self, job: _Job) -> _Job:
+        """Stage 1's work on one job: nothing if its sound is already playing or coming, else the renderer's
+        first stage (a failure is kept for stage 2 to report in order)."""
+        key = job.state.render_key()
+        with self._lock:
+            if key == self._submitted_key:
+                return job                      # render=False: completes these changes once the sound is out
+            self._submitted_key = key
+            self._jobs += 1
+            job.number = self._jobs
+        job.render, job.synth = True, self._synth
+        try:
+            job.draft = _stages(job.synth)[0](job.state)
+        except Exception as exc:
+            job.error = exc
+        job.generated = time.perf_counter()
+        return job
+
+    def _submit(self, job: _Job) -> None:
+        """Hand a job from stage 1 to stage 2: into the slot (latest-wins) or, without pipeline, finish it here."""
+        if not self.pipeline:
+            self._complete(job)
+            return
+        with self._lock:
+            waiting = self._handoff
+            if waiting is not None:
+                job = self._merge(waiting, job)
+            self._handoff = job
+            self._generating = False
+            self._lock.notify_all()
+
+    def _merge(self, waiting: _Job, new: _Job) -> _Job:
+        """Caller holds the lock. A job reaches the slot while another still waits there: keep one."""
+        if not new.render:       # same sound as the waiting job's: that job now also completes the newer changes
+            waiting.version = new.version
+            return waiting
+        if waiting.render:       # a spectrogram nobody will hear: its changes are folded into the newer one
+            self.coalesced += 1
+        new.request_time = min(new.request_time, waiting.request_time)
+        return new
+
+    def _finish_loop(self) -> None:
+        """Stage 2: finish whatever job is in the slot."""
+        while True:
+            with self._lock:
+                while self._running and self._handoff is None:
+                    self._lock.wait()
+                if not self._running:
+                    return
+                job, self._handoff = self._handoff, None
+                self._finishing = True
+            self._complete(job)
+
+    def _complete(self, job: _Job) -> None:
+        """Stage 2: finish the job's render (if it has one), then tell whoever waits for its changes."""
+        try:
+            if job.render:
+                self._finish(job)
+            else:
+                self._take_refusal_callbacks(job.version)  # nothing to refuse: these changes are playing
+        finally:
+            with self._lock:
+                self._finishing = False
+                if not self.pipeline:
+                    self._generating = False
+                self._done_version = max(self._done_version, job.version)
+                callbacks = [cb for target, cb in self._applied_callbacks if target <= job.version]
+                self._applied_callbacks = [(t, cb) for t, cb in self._applied_callbacks if t > job.version]
+                self._lock.notify_all()
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("applied callback failed")
 
     def _load_model(self, name: str, on_error) -> ControlState | None:
         if self._synth is not None and name == self._synth.name:
@@ -383,6 +512,7 @@ class Engine:
         with self._lock:
             self._state, notes = self._fit_to_model(self._state)
             state = self._state
+            self._submitted_key = None  # same controls, new model: must render again
         log.info("model %r loaded in %.0f ms", synth.name, (time.perf_counter() - t0) * 1000)
         for name, note in notes.items():  # values the new model does not have: tell whoever set them
             for callback in self._take_refusal_callbacks(name=name) or ([on_error] if on_error else []):
@@ -391,7 +521,6 @@ class Engine:
             self._emit("value", {"name": name, "value": state.get(name), "source": "engine"})
         self._emit("model", {"name": synth.name})
         self._emit("value", {"name": "model", "value": synth.name, "source": "engine"})
-        self._rendered_key = None  # same controls, new model: must render again
         return state
 
     def _take_refusal_callbacks(self, version: int | None = None, name: str | None = None) -> list:
@@ -417,39 +546,55 @@ class Engine:
         for name, value in back.items():
             self._emit("value", {"name": name, "value": value, "source": "engine"})
 
-    def _render(self, state: ControlState, request_time: float, version: int) -> None:
-        synth = self._synth
+    def _finish(self, job: _Job) -> None:
+        """Stage 2's work: the renderer's second stage, the clip prepared for the player and handed over; or the
+        failure reported (the previous clip keeps playing)."""
+        state, synth = job.state, job.synth
         t0 = time.perf_counter()
         try:
-            clip = synth.render(state)
+            if job.error is not None:
+                raise job.error
+            finish = _stages(synth)[1]
+            clip = finish(job.draft) if finish is not None else job.draft
             audio = np.asarray(clip.audio, dtype=np.float32).reshape(-1)
             if audio.size == 0:
                 raise ValueError("the renderer returned an empty clip")
+            t1 = time.perf_counter()
             self._seq += 1
             prepared = prepare_clip(audio, synth.sample_rate, self.player.sample_rate, self._seq)
         except Exception as exc:
-            self.render_errors += 1
-            reason = f"render failed ({type(exc).__name__}: {exc}); the previous clip keeps playing"
-            if isinstance(exc, ValueError):     # the renderer refused these controls: a message, not a crash
-                log.warning("%s", reason)
-            else:
-                log.exception("render failed")
-            if self._rendered_state is None:
-                self._rendered_key = state.render_key()  # nothing to go back to: do not retry the same state
-            self._put_back(state)  # before answering, so a query right after the /error sees the old value
-            for callback in self._take_refusal_callbacks(version):  # every sender of a refused change hears it
-                callback(reason)
-            self._emit("error", {"address": "/stylesynth/render", "reason": reason})
+            self._refused(job, exc)
             return
         self.player.set_clip(prepared)
         done = time.perf_counter()
-        self._take_refusal_callbacks(version)
+        self._take_refusal_callbacks(job.version)
         self._rendered_key = state.render_key()
         self._rendered_state = state
         self.regenerations += 1
-        self.render_ms.append((done - t0) * 1000)
-        self.control_to_clip_ms.append((done - request_time) * 1000)
+        self.render_ms.append((done - job.started) * 1000)
+        self.control_to_clip_ms.append((done - job.request_time) * 1000)
         self.last_timings = dict(getattr(clip, "timings", {}) or {})
+        # what stage 2 added: the spectrogram's wait in the slot, and resampling + hand-over to the player
+        self.last_timings.update(wait=(t0 - job.generated) * 1000, prepare=(done - t1) * 1000)
         self.last_clip = {"seq": self._seq, "audio": audio, "sample_rate": synth.sample_rate, "clip": clip,
                           "timings": self.last_timings, "state": state}
         self._emit("clip", self.last_clip)
+
+    def _refused(self, job: _Job, exc: Exception) -> None:
+        """A render failed (in either stage): say so precisely, keep the previous clip, put the values back."""
+        state = job.state
+        self.render_errors += 1
+        reason = f"render failed ({type(exc).__name__}: {exc}); the previous clip keeps playing"
+        if isinstance(exc, ValueError):     # the renderer refused these controls: a message, not a crash
+            log.warning("%s", reason)
+        else:
+            log.error("render failed", exc_info=exc)
+        if self._rendered_state is None:
+            self._rendered_key = state.render_key()  # nothing to go back to: do not retry the same state
+        with self._lock:
+            if job.number == self._jobs:   # the newest render failed: what is coming is the clip playing
+                self._submitted_key = self._rendered_key
+        self._put_back(state)  # before answering, so a query right after the /error sees the old value
+        for callback in self._take_refusal_callbacks(job.version):  # every sender of a refused change hears it
+            callback(reason)
+        self._emit("error", {"address": "/stylesynth/render", "reason": reason})

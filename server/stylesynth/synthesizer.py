@@ -110,20 +110,43 @@ class Synthesizer:
 
     def render(self, state: ControlState) -> Clip:
         """Render ``state`` to audio. Same state, same samples, bit for bit."""
-        from stylesynth import loudness, waveform
+        return self.finish(self.generate(state))
 
+    # The two stages below are what the server's engine runs on two threads, one clip apart (generator of the
+    # newest state while the previous spectrogram is turned into sound); :meth:`render` chains them, so a state
+    # sounds the same through either path.
+
+    def generate(self, state: ControlState) -> "Draft":
+        """Stage 1: ``state`` -> latent -> the generator's spectrogram. Touches the model (one thread at a time)."""
         t0 = time.perf_counter()
         w = self.latent(state)
         t1 = time.perf_counter()
         spec = self.spectrogram(w)
         t2 = time.perf_counter()
-        audio = waveform.spectrogram_to_audio(spec, self.rep, refine=self.refine, lufs=None)
+        return Draft(spec=spec, timings={"latent": (t1 - t0) * 1e3, "generator": (t2 - t1) * 1e3})
+
+    def finish(self, draft: "Draft") -> Clip:
+        """Stage 2: a spectrogram -> PGHI phase, inverse transform, loudness. Reads no model state: safe to run
+        while :meth:`generate` works on the next state."""
+        from stylesynth import loudness, waveform
+
+        t2 = time.perf_counter()
+        audio = waveform.spectrogram_to_audio(draft.spec, self.rep, refine=self.refine, lufs=None)
         t3 = time.perf_counter()
         audio = loudness.normalize(audio, self.sample_rate, target_lufs=self.lufs)
         t4 = time.perf_counter()
-        return Clip(audio=audio, spec=spec, sample_rate=self.sample_rate,
-                    timings={"latent": (t1 - t0) * 1e3, "generator": (t2 - t1) * 1e3, "pghi": (t3 - t2) * 1e3,
-                             "loudness": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3})
+        timings = dict(draft.timings, pghi=(t3 - t2) * 1e3, loudness=(t4 - t3) * 1e3)
+        timings["total"] = sum(timings.values())
+        return Clip(audio=audio, spec=draft.spec, sample_rate=self.sample_rate, timings=timings)
+
+
+@dataclass
+class Draft:
+    """What :meth:`Synthesizer.generate` hands to :meth:`Synthesizer.finish`: the generator's (256, frames)
+    spectrogram in [-1, 1] and the stage's ``timings`` in ms."""
+
+    spec: np.ndarray
+    timings: dict = field(default_factory=dict)
 
 
 def seed_latent(generator, seed: int, truncation: float = 1.0) -> torch.Tensor:
