@@ -94,3 +94,24 @@ def test_band_outputs_are_smooth_across_frequency_until_detail_is_learnt():
         rough_with_detail = (lambda s: (s[:, 2:] - 2 * s[:, 1:-1] + s[:, :-2]).abs().mean())(
             G(torch.randn(2, cfg.z_dim), noise="none"))
     assert rough < 0.5 * rough_with_detail
+
+
+def test_inference_reuses_demodulation_weights_bit_for_bit_until_the_weights_change():
+    """Without autograd the scaled weights and their kernel sums are kept between passes: the output must equal
+    the one computed afresh (autograd on), and follow the weights as soon as they change in place."""
+    G = Generator(tiny_config()).eval()
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        kept = G(z)
+        assert torch.equal(G(z), kept)
+    assert torch.equal(G(z).detach(), kept)                  # autograd on: nothing kept, same numbers
+    conv = next(m for m in G.synthesis.modules() if isinstance(m, ModulatedConv))
+    with torch.no_grad():
+        conv.weight.mul_(1.5)                                # an in-place update, as an optimizer step makes
+        changed = G(z)
+    assert not torch.equal(changed, kept)
+    assert torch.equal(G(z).detach(), changed)
+    G.load_state_dict(Generator(tiny_config()).state_dict())  # loading copies in place too
+    with torch.no_grad():
+        loaded = G(z)
+    assert not torch.equal(loaded, changed) and torch.equal(G(z).detach(), loaded)

@@ -168,10 +168,11 @@ class ModulatedConv(nn.Module):
         self.scale = 1 / math.sqrt(in_ch * kernel ** dim)
         self.conv = F.conv1d if dim == 1 else F.conv2d
         self.dim, self.padding, self.demodulate, self.upsample = dim, kernel // 2, demodulate, upsample
+        self._frozen = None   # (key, scaled weight, w_sq) while the weight does not change: see _weights
 
     def forward(self, x, w):
         style = self.affine(w)                                             # (B, in)
-        weight = self.weight * self.scale
+        weight, w_sq = self._weights()
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="linear" if self.dim == 1 else "bilinear",
                               align_corners=False)
@@ -179,10 +180,26 @@ class ModulatedConv(nn.Module):
         out = self.conv(x * style.view(shape), weight, padding=self.padding)
         if self.demodulate:
             # sigma_o = sqrt(sum_i,k (w_oik s_i)^2): a (B, in) x (in, out) product, no per-sample weights needed.
-            w_sq = weight.square().flatten(2).sum(2)                        # (out, in)
             demod = torch.rsqrt(style.square() @ w_sq.t() + 1e-8)          # (B, out)
             out = out * demod.view(shape)
         return out
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scaled weight and its squares summed over the kernel, (out, in), for demodulation.
+
+        Both depend on the weight alone, yet cost a third of a CPU generator pass (the kernel sum is a slow strided
+        reduction), so they are kept while the weight stays the same: its version counter (bumped by every
+        in-place change: optimizer steps, EMA updates, loading) and storage are the key. Recomputed, never kept,
+        when autograd must see them (training the weight). Same operations either way: bit-identical outputs."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            weight = self.weight * self.scale
+            return weight, weight.square().flatten(2).sum(2)
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype, self.weight.device)
+        if self._frozen is None or self._frozen[0] != key:
+            with torch.no_grad():
+                weight = self.weight * self.scale
+                self._frozen = (key, weight, weight.square().flatten(2).sum(2))
+        return self._frozen[1], self._frozen[2]
 
 
 class NoiseInjection(nn.Module):
