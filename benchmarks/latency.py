@@ -27,6 +27,7 @@ Usage::
     python benchmarks/latency.py --model hits          # full run (~2 min)
     python benchmarks/latency.py --quick               # < 1 min
     python benchmarks/latency.py --model gaver --json out.json
+    python benchmarks/latency.py --quick --server-cores 1   # the server pinned to one core
 """
 from __future__ import annotations
 
@@ -98,13 +99,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, env: dict, workdir: Path) -> tuple[subprocess.Popen, int, Path]:
+def server_cpus(cores: int | None) -> set[int] | None:
+    """The first ``cores`` CPUs this process may use (``None``: all of them, no pinning)."""
+    if cores is None:
+        return None
+    mine = sorted(os.sched_getaffinity(0))
+    if not 1 <= cores <= len(mine):
+        raise SystemExit(f"--server-cores {cores}: this process may use {len(mine)} CPU(s)")
+    return set(mine[:cores])
+
+
+def start_server(model: str, env: dict, workdir: Path,
+                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     cache = workdir / "clips"
     log = open(workdir / "serve.log", "wb")
+    # Pinned before exec, so the server sees one core as a one-core machine would show it (its affinity mask).
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.Popen([str(STYLESYNTH), "serve", "--model", model, "--osc-port", str(port),
                              "--oscquery-port", "0", "--cache-dir", str(cache), "--presets", str(workdir),
-                             "--block-size", str(PERIOD)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--block-size", str(PERIOD)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=pin)
     deadline = time.monotonic() + 600
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind(("127.0.0.1", 0))
@@ -182,15 +197,30 @@ class Recorder:
         self.client.close()
 
 
+def engine_mode(log: str) -> str:
+    """How the server said it renders (its 'rendering ...' log line), or that it did not say (an older server)."""
+    for line in log.splitlines():
+        if "rendering in two stages" in line:
+            return "pipeline"
+        if "rendering on one thread" in line:
+            return "one thread"
+    return "not logged (a server from before the pipeline: one worker)"
+
+
 class Osc:
-    """OSC client; a thread collects clip announcements (reading each wav at once) and /synced replies."""
+    """OSC client; a thread collects clip announcements (reading each wav at once) and /synced replies.
+
+    Each wav is read at once (the server prunes old ones) but resampled to the JACK rate only when the analysis
+    asks for it (:meth:`clip`), after the measured window: the benchmark must not take CPU from the server it
+    measures while a storm runs."""
 
     def __init__(self, port: int):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.target = ("127.0.0.1", port)
-        self.clips: dict[int, np.ndarray] = {}
+        self.clips: dict[int, tuple[np.ndarray, int]] = {}   # seq -> (samples, rate) as announced
+        self._resampled: dict[int, np.ndarray] = {}
         self.announced: list[tuple[float, int]] = []   # (arrival perf_counter, seq)
         self.synced: dict = {}
         self.replies: list = []
@@ -221,12 +251,18 @@ class Osc:
                 except Exception as exc:  # pruned already: that clip cannot be checked
                     print(f"could not read clip {seq}: {exc}", file=sys.stderr)
                     continue
-                self.clips[seq] = resample_circular(audio, sr, RATE)
+                self.clips[seq] = (audio, sr)
                 self.announced.append((t, seq))
             elif msg.address == "/synced":
                 self.synced[msg.params[0]] = t
             else:
                 self.replies.append((t, msg.address, msg.params))
+
+    def clip(self, seq: int) -> np.ndarray:
+        """Clip ``seq`` at the JACK rate, as the server's player has it."""
+        if seq not in self._resampled:
+            self._resampled[seq] = resample_circular(*self.clips[seq], RATE)
+        return self._resampled[seq]
 
     def request(self, address: str, reply: str, *args, timeout: float = 10.0):
         n = len(self.replies)
@@ -374,12 +410,13 @@ def percentiles(values: list[float]) -> dict:
             "max_ms": float(a.max())}
 
 
-def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str) -> dict:
+def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
+        cpus: set[int] | None = None) -> dict:
     jackd, env = start_jackd()
     workdir = Path(tempfile.mkdtemp(prefix="stylesynth-latency-"))
     server = recorder = osc = None
     try:
-        server, port, _ = start_server(model, env, workdir)
+        server, port, _ = start_server(model, env, workdir, cpus)
         total = 8 + trials * 1.2 + storms * (storm_seconds + 1.5) + 5
         recorder = Recorder(total + 30)
         osc = Osc(port)
@@ -398,7 +435,7 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str)
         # Baseline: a gain change (no regeneration).
         for i in range(max(3, trials // 3)):
             time.sleep(0.25 + rng.random() * 0.1)
-            clip = osc.clips[seq_now()]
+            clip = osc.clip(seq_now())
             f_send = recorder.now()
             osc.send("/stylesynth/gain", -1.0 if i % 2 == 0 else 0.0)
             recorder.wait_until(f_send + RATE // 2)
@@ -427,8 +464,8 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str)
             new_seq = seq_now()
             b = None
             if new_seq == old_seq + 1:
-                swaps = replay_swaps(recorder.buffer, f_send, recorder.now() - RATE // 3, osc.clips[old_seq],
-                                     {new_seq: osc.clips[new_seq]})
+                swaps = replay_swaps(recorder.buffer, f_send, recorder.now() - RATE // 3, osc.clip(old_seq),
+                                     {new_seq: osc.clip(new_seq)})
                 b = next((frame for seq, frame in swaps or [] if seq == new_seq), None)
             if b is None:
                 results["unmatched"] += 1
@@ -464,8 +501,8 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str)
             osc.sync(f"storm-{s}-settled")
             time.sleep(0.05)
             final = seq_now()
-            swaps = replay_swaps(recorder.buffer, f_start, f_send + RATE // 2, osc.clips[before_seq],
-                                 {q: c for q, c in osc.clips.items() if before_seq < q <= final})
+            swaps = replay_swaps(recorder.buffer, f_start, f_send + RATE // 2, osc.clip(before_seq),
+                                 {q: osc.clip(q) for q in list(osc.clips) if before_seq < q <= final})
             b = next((frame for seq, frame in swaps or [] if seq == final), None)
             if b is None:
                 results["unmatched"] += 1
@@ -476,6 +513,8 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str)
         status = osc.request("/status", "/status.reply")
         return {
             "model": status[0], "slider": slider, "trials": trials, "storms": storms,
+            "server_cores": len(cpus) if cpus else len(os.sched_getaffinity(0)),
+            "engine": engine_mode((workdir / "serve.log").read_text(errors="replace")),
             "storm_messages_per_s": STORM_RATE, "storm_seconds": storm_seconds,
             "baseline_gain": percentiles(results["baseline_gain"]),
             "rest_first_sample": percentiles(results["rest_sample"]),
@@ -506,7 +545,8 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str)
 def print_table(r: dict) -> None:
     base = r["baseline_gain"]["p50_ms"] or float("nan")
     print(f"\nstylesynth latency, model {r['model']!r}, JACK dummy {RATE} Hz / {PERIOD} frames, "
-          f"slider {r['slider']!r} at {r['storm_messages_per_s']:.0f} msg/s")
+          f"slider {r['slider']!r} at {r['storm_messages_per_s']:.0f} msg/s; server on {r['server_cores']} "
+          f"core(s), rendering: {r['engine']}")
     print(f"{'measure':42} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p50 / baseline':>15}")
     rows = [("baseline: gain change -> first sample", "baseline_gain"),
             ("at rest: OSC -> first changed sample", "rest_first_sample"),
@@ -546,6 +586,9 @@ def main(argv=None) -> int:
     ap.add_argument("--storms", type=int, default=15, help="storms (each ends with one measured message)")
     ap.add_argument("--storm-seconds", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="10 trials, 4 storms of 0.6 s (< 1 min)")
+    ap.add_argument("--server-cores", type=int, default=None, metavar="N",
+                    help="pin the server to the first N CPUs of this process (e.g. 1: a one-core machine); "
+                         "default: all")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -553,7 +596,7 @@ def main(argv=None) -> int:
     slider = args.slider or _default_slider(args.model)
     t0 = time.perf_counter()
     load_before = os.getloadavg()   # other work on the machine shifts every figure: keep it beside them
-    result = run(args.model, args.trials, args.storms, args.storm_seconds, slider)
+    result = run(args.model, args.trials, args.storms, args.storm_seconds, slider, server_cpus(args.server_cores))
     result["wall_s"] = time.perf_counter() - t0
     result["load_before"], result["load_after"] = list(load_before), list(os.getloadavg())
     result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
