@@ -341,14 +341,39 @@ def _seed_and_grow(q, r, recf, rec, head, words, n_frames):  # pragma: no cover 
     return 1 + _grow(summary, r, recf, rec, head, words, row, n_frames)
 
 
+@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"})
+def _polar_row(mg, ph, o):  # pragma: no cover - compiled
+    """o[2m], o[2m + 1] = mg[m] * (cos, sin)(ph[m]) for phases in [-pi, pi]: a quadrant reduction and Taylor
+    polynomials (error < 1e-7), branch-free so LLVM vectorises it (twice as fast as numpy's float32 cos + sin)."""
+    for m in range(mg.shape[0]):
+        x = np.float32(ph[m])
+        k = np.floor(x * np.float32(2.0 / np.pi) + np.float32(0.5))          # quadrant
+        r = (x - k * np.float32(1.5703125)) - k * np.float32(4.837512969970703125e-4)   # x - k pi/2 in 3 parts
+        r = r - k * np.float32(7.549789948768648e-8)
+        r2 = r * r
+        sn = r + r * r2 * (np.float32(-1.0 / 6.0) + r2 * (np.float32(1.0 / 120.0) + r2 * (
+            np.float32(-1.0 / 5040.0) + r2 * np.float32(1.0 / 362880.0))))
+        cs = np.float32(1.0) + r2 * (np.float32(-0.5) + r2 * (np.float32(1.0 / 24.0) + r2 * (
+            np.float32(-1.0 / 720.0) + r2 * (np.float32(1.0 / 40320.0) + r2 * np.float32(-1.0 / 3628800.0)))))
+        # rotate by k quarter turns with arithmetic, not branches (random quadrants mispredict)
+        quadrant = np.int32(k)
+        swap = np.float32(quadrant & 1)
+        c = (sn * swap + cs * (np.float32(1.0) - swap)) * np.float32(1 - ((quadrant + 1) & 2))
+        si = (cs * swap + sn * (np.float32(1.0) - swap)) * np.float32(1 - (quadrant & 2))
+        o[2 * m] = mg[m] * c
+        o[2 * m + 1] = mg[m] * si
+
+
 @njit(cache=True, nogil=True)
-def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known):  # pragma: no cover - compiled
+def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, coef):  # pragma: no cover
     """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
 
     ``mag`` is the magnitude transposed, (F, M/2+1), C-contiguous float32, ``peak`` its maximum; ``s`` its natural
     log (any finite value where ``mag`` is 0). ``known`` is either (F, M/2+1) phases with NaN where unknown
     (anchored PGHI: known phases are kept and integration starts from all of them at once) or any other shape for
-    none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1) float32, wrapped to [-pi, pi].
+    none. Returns ``(phase, n_regions)`` with ``phase`` (F, M/2+1) float32, wrapped to [-pi, pi]. If ``coef`` is
+    (F, M + 2) (the real view of complex coefficients), it also receives ``mag_c * exp(1j * phase)``, each row while
+    its phases are still in the L1 cache.
     """
     n_frames, n_bins = mag.shape
     row = n_bins + 1
@@ -360,6 +385,8 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known):  # pra
                 out[n, m] = _random_phase(seed, n * n_bins + m)
                 if anchored and not np.isnan(known[n, m]):
                     out[n, m] = known[n, m] - 2.0 * np.pi * math.floor(known[n, m] / (2.0 * np.pi) + 0.5)
+            if coef.shape[0] == n_frames:
+                _polar_row(mag_c[n], out[n], coef[n])
         return out, 0
     thr = tol * peak
     s_lo = math.log(thr)
@@ -441,36 +468,9 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known):  # pra
             v = ph[m] + r_row[m]
             wrapped = v - two_pi * np.floor(v / two_pi + 0.5)
             on[m] = wrapped if st_row[m] <= -2 else _random_phase(seed, i0 + m)
+        if coef.shape[0] == n_frames:
+            _polar_row(mag_c[n], on, coef[n])
     return out, n_regions
-
-
-@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"})
-def _polar_into(mag, phase, out):  # pragma: no cover - compiled
-    """out[n, 2m], out[n, 2m + 1] = mag * (cos, sin)(phase) for phases in [-pi, pi]: a quadrant reduction and
-    Taylor polynomials (error < 1e-7), branch-free so LLVM vectorises it (twice as fast as numpy's float32
-    cos + sin)."""
-    n_frames, n_bins = mag.shape
-    for n in range(n_frames):
-        mg = mag[n]
-        ph = phase[n]
-        o = out[n]
-        for m in range(n_bins):
-            x = np.float32(ph[m])
-            k = np.floor(x * np.float32(2.0 / np.pi) + np.float32(0.5))          # quadrant
-            r = (x - k * np.float32(1.5703125)) - k * np.float32(4.837512969970703125e-4)   # x - k pi/2 in 3 parts
-            r = r - k * np.float32(7.549789948768648e-8)
-            r2 = r * r
-            sn = r + r * r2 * (np.float32(-1.0 / 6.0) + r2 * (np.float32(1.0 / 120.0) + r2 * (
-                np.float32(-1.0 / 5040.0) + r2 * np.float32(1.0 / 362880.0))))
-            cs = np.float32(1.0) + r2 * (np.float32(-0.5) + r2 * (np.float32(1.0 / 24.0) + r2 * (
-                np.float32(-1.0 / 720.0) + r2 * (np.float32(1.0 / 40320.0) + r2 * np.float32(-1.0 / 3628800.0)))))
-            # rotate by k quarter turns with arithmetic, not branches (random quadrants mispredict)
-            quadrant = np.int32(k)
-            swap = np.float32(quadrant & 1)
-            c = (sn * swap + cs * (np.float32(1.0) - swap)) * np.float32(1 - ((quadrant + 1) & 2))
-            si = (cs * swap + sn * (np.float32(1.0) - swap)) * np.float32(1 - (quadrant & 2))
-            o[2 * m] = mg[m] * c
-            o[2 * m + 1] = mg[m] * si
 
 
 def _log_magnitude(mag: np.ndarray, peak: float | None = None) -> np.ndarray:
@@ -482,21 +482,15 @@ def _log_magnitude(mag: np.ndarray, peak: float | None = None) -> np.ndarray:
     return np.log(np.maximum(mag, tiny, dtype=np.float32))
 
 
-def _polar(mag_t: np.ndarray, phase_t: np.ndarray, dtype=np.complex128) -> np.ndarray:
-    """``mag * exp(1j * phase)`` from frame-major (F, bins) inputs (phase wrapped to [-pi, pi]), returned as a
-    (bins, F) view of a frame-major array."""
-    out = np.empty(mag_t.shape, dtype=dtype)
-    real = np.float32 if out.dtype == np.complex64 else np.float64
-    _polar_into(mag_t.astype(real, copy=False), phase_t, out.view(real))
-    return out.T
-
-
 _NO_KNOWN = np.empty((0, 0))
+_NO_COEF = np.empty((0, 0), dtype=np.float32)
 
 
-def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
-               known_phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """PGHI of a (bins, F) magnitude -> (phase_t float32, |mag|_t float32), both frame-major (F, bins).
+def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int, known_phase: np.ndarray | None = None,
+               coef_dtype=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """PGHI of a (bins, F) magnitude -> (phase_t float32, coef_t), both frame-major (F, bins). ``coef_t`` is None,
+    or for ``coef_dtype`` complex64 ``|mag| exp(1j phase)`` from the float32 magnitude, for complex128 from the
+    exact float64 magnitude.
 
     Raises ValueError for NaN/inf magnitudes or a malformed ``known_phase``."""
     mag_t, peak, bad = _prepare(mag)
@@ -510,9 +504,18 @@ def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int,
         if np.isinf(known).any():
             raise ValueError("known_phase must be finite where known (NaN marks unknown)")
         known = _transpose(np.ascontiguousarray(known))
+    coef_t, mag_c, coef_real = None, mag_t, _NO_COEF
+    if coef_dtype is not None:
+        coef_t = np.empty(mag_t.shape, dtype=coef_dtype)
+        if coef_t.dtype == np.complex64:
+            coef_real = coef_t.view(np.float32)
+        else:
+            mag_c = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
+            coef_real = coef_t.view(np.float64)
     phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t, peak), peak, float(rep.hop), float(rep.channels),
-                              float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known)
-    return phase_t, mag_t
+                              float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known, mag_c,
+                              coef_real)
+    return phase_t, coef_t
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -699,12 +702,10 @@ def _coefficients_t(mag: np.ndarray, rep: Representation, tol: float, seed: int,
                     refine: int) -> np.ndarray:
     """Frame-major (F, bins) coefficients of ``dtype``: float32 magnitude for complex64 (the audio path), the exact
     float64 magnitude for complex128; refined in complex128 when ``refine > 0``."""
-    phase_t, mag32_t = _integrate(mag, rep, tol, seed, known_phase)
-    if np.dtype(dtype) == np.complex64 and refine <= 0:
-        return _polar(mag32_t, phase_t, np.complex64).T
-    mag_t = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
-    coef_t = _polar(mag_t, phase_t).T
+    single = np.dtype(dtype) == np.complex64 and refine <= 0
+    _, coef_t = _integrate(mag, rep, tol, seed, known_phase, np.complex64 if single else np.complex128)
     if refine > 0:
+        mag_t = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
         coef_t = _fgla_t(mag_t[None], coef_t[None], rep, refine, FGLA_MOMENTUM)[0]
     return coef_t.astype(dtype, copy=False)
 
