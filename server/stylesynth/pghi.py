@@ -66,44 +66,64 @@ __all__ = ["pghi", "pghi_batch", "pghi_phase", "spectral_convergence", "fast_stf
 # ---------------------------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _transpose(a):  # pragma: no cover - compiled
-    """Blocked transpose to a new C-contiguous array (numpy's strided copy is several times slower)."""
+def _transpose_into(a, out, absolute):  # pragma: no cover - compiled
+    """out = a.T (or |a|.T), in strips of 8 rows: each output write is 8 contiguous values and 8 input lines stream
+    in parallel (2-3x a blocked transpose here, several times numpy's strided copy)."""
     rows, cols = a.shape
-    out = np.empty((cols, rows), dtype=a.dtype)
-    blk = 32
-    for r0 in range(0, rows, blk):
-        r1 = min(r0 + blk, rows)
-        for c0 in range(0, cols, blk):
-            c1 = min(c0 + blk, cols)
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    out[c, r] = a[r, c]
+    r = 0
+    while r + 8 <= rows:
+        for c in range(cols):
+            o = out[c]
+            for k in range(8):
+                v = a[r + k, c]
+                o[r + k] = abs(v) if absolute else v
+        r += 8
+    for rr in range(r, rows):
+        for c in range(cols):
+            v = a[rr, c]
+            out[c, rr] = abs(v) if absolute else v
+
+
+def _transpose(a: np.ndarray, dtype=None, absolute: bool = False) -> np.ndarray:
+    """``a.T`` (``|a|.T`` if ``absolute``) as a new C-contiguous array of ``dtype`` (default: ``a``'s)."""
+    out = np.empty(a.shape[::-1], dtype=dtype or a.dtype)
+    _transpose_into(a, out, absolute)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _prepare(mag):  # pragma: no cover - compiled
-    """One pass over a (bins, F) magnitude: |mag| transposed to frame-major float32 (blocked), its peak, and how many
-    values are NaN or infinite."""
-    rows, cols = mag.shape
-    out = np.empty((cols, rows), dtype=np.float32)
-    peak = 0.0
+def _scan_bits(bits, abs_mask, inf_bits):  # pragma: no cover - compiled
+    """Over the raw bits of a float array (uint64 for float64, uint32 for float32): how many values are NaN or
+    infinite, and the bits of the largest |value| among the others. On the bits, because integer compares and
+    maxima vectorise without fast-math (which would assume away the NaNs being counted); for non-negative floats
+    the integer order of the bits is the float order."""
+    zero = abs_mask ^ abs_mask                      # 0 of the bits type (a literal 0 would make numba unify to float)
+    top = zero
     bad = 0
-    blk = 32
-    for r0 in range(0, rows, blk):
-        r1 = min(r0 + blk, rows)
-        for c0 in range(0, cols, blk):
-            c1 = min(c0 + blk, cols)
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    v = abs(mag[r, c])
-                    if not v < np.inf:          # NaN or inf
-                        bad += 1
-                        v = 0.0
-                    elif v > peak:
-                        peak = v
-                    out[c, r] = v
-    return out, peak, bad
+    for r in range(bits.shape[0]):
+        row = bits[r]
+        for c in range(row.shape[0]):
+            u = row[c] & abs_mask
+            nonfinite = u >= inf_bits
+            bad += nonfinite
+            top = max(top, zero if nonfinite else u)
+    return top, bad
+
+
+def _prepare(mag: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """A (bins, F) float32/float64 magnitude -> (|mag| frame-major float32, its peak, how many values are NaN/inf).
+    Either memory order: a decoded spectrogram is bin-major (transposed here), a transform's magnitude
+    (``np.abs(fast_stft(x))``) is already frame-major (only converted)."""
+    frame_major = mag.flags.f_contiguous and not mag.flags.c_contiguous
+    contiguous = mag.T if frame_major else np.ascontiguousarray(mag)
+    if contiguous.dtype == np.float32:
+        top, bad = _scan_bits(contiguous.view(np.uint32), np.uint32(0x7FFFFFFF), np.uint32(0x7F800000))
+    else:
+        top, bad = _scan_bits(contiguous.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF),
+                              np.uint64(0x7FF0000000000000))
+    peak = float(np.array([top]).view(contiguous.dtype)[0])
+    mag_t = np.abs(contiguous, dtype=np.float32) if frame_major else _transpose(contiguous, np.float32, absolute=True)
+    return mag_t, peak, int(bad)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -510,7 +530,7 @@ def _integrate(mag: np.ndarray, rep: Representation, tol: float, seed: int, know
         if coef_t.dtype == np.complex64:
             coef_real = coef_t.view(np.float32)
         else:
-            mag_c = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
+            mag_c = _transpose(np.asarray(mag, dtype=np.float64), absolute=True)
             coef_real = coef_t.view(np.float64)
     phase_t, _ = _pghi_kernel(mag_t, _log_magnitude(mag_t, peak), peak, float(rep.hop), float(rep.channels),
                               float(rep.gamma), float(tol), int(seed) & 0x7FFFFFFF, N_BUCKETS, known, mag_c,
@@ -705,7 +725,7 @@ def _coefficients_t(mag: np.ndarray, rep: Representation, tol: float, seed: int,
     single = np.dtype(dtype) == np.complex64 and refine <= 0
     _, coef_t = _integrate(mag, rep, tol, seed, known_phase, np.complex64 if single else np.complex128)
     if refine > 0:
-        mag_t = _transpose(np.abs(np.asarray(mag, dtype=np.float64)))
+        mag_t = _transpose(np.asarray(mag, dtype=np.float64), absolute=True)
         coef_t = _fgla_t(mag_t[None], coef_t[None], rep, refine, FGLA_MOMENTUM)[0]
     return coef_t.astype(dtype, copy=False)
 
