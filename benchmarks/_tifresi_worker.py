@@ -39,8 +39,27 @@ def _result(tf, mag):
     return y, float(20 * np.log10(np.linalg.norm(got - mag) / np.linalg.norm(mag)))
 
 
+def keep_freed_memory() -> None:
+    """The malloc setting stylesynth.pghi.warmup makes (glibc keeps freed blocks up to 8 MB for reuse instead of
+    unmapping them), so both processes are measured with the same allocator behaviour; ``STYLESYNTH_BENCH_MALLOC=0``
+    leaves glibc's defaults."""
+    import ctypes
+    import os
+
+    if os.environ.get("STYLESYNTH_BENCH_MALLOC", "1") == "0":
+        return
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 8 << 20)                                          # M_MMAP_THRESHOLD
+    mallopt(-1, 32 << 20)                                         # M_TRIM_THRESHOLD
+
+
 def main() -> int:
     from tifresi.stft import GaussTruncTF
+
+    keep_freed_memory()
 
     data = np.load(sys.argv[1])
     meta = json.loads(str(data["meta"]))
