@@ -18,9 +18,10 @@ Measured:
 * at rest: one ``seed`` change with the server idle;
 * storm: a slider moved at 200 messages/s for a while, then one final message: its latency includes waiting for
   the render in progress (latest wins), its own render and any crossfade still running. The storm's own
-  messages are measured too (every 4th, followed by ``/sync``, at random phases of the renders): a message folded into a later render (coalesced) counts until
-  that render is ready (``/synced``) and until that render's first sample at the output (the first replayed swap
-  to a clip at least as new as the one its ``/synced`` came with). Coalesced regenerations and xruns are counted.
+  messages are measured too (every 4th, followed by ``/sync``, at random phases of the renders): a message folded
+  into a later render (coalesced) counts until that render is ready (``/synced``) and until that render's first
+  sample at the output (the first replayed swap after its ``/synced``, see :func:`storm_messages`). Coalesced
+  regenerations and xruns are counted.
 
 Usage::
 
@@ -39,6 +40,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import queue  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
@@ -64,7 +66,7 @@ from stylesynth.playback import Player, PreparedClip, resample_circular  # noqa:
 RATE, PERIOD = 48000, 256
 GOAL_P99_MS = 30.0
 SYNC_EVERY = 4     # every 4th storm message is followed by /sync and measured (more would load the server more)
-SYNC_SLACK = 3.0   # ms: a render's /synced may arrive this much after its wav's announcement (thread order)
+SYNC_SLACK = 1.0   # ms: a render's /synced leaves the server just after its hand-over and arrives here this late
 STORM_RATE = 200.0
 STYLESYNTH = Path(sys.executable).with_name("stylesynth")
 
@@ -208,11 +210,10 @@ def engine_mode(log: str) -> str:
 
 
 class Osc:
-    """OSC client; a thread collects clip announcements (reading each wav at once) and /synced replies.
-
-    Each wav is read at once (the server prunes old ones) but resampled to the JACK rate only when the analysis
-    asks for it (:meth:`clip`), after the measured window: the benchmark must not take CPU from the server it
-    measures while a storm runs."""
+    """OSC client: one thread receives and timestamps (``/synced`` times are measurements: nothing may delay
+    them), a second reads each announced wav at once (the server prunes old ones). Clips are resampled to the
+    JACK rate only when the analysis asks (:meth:`clip`), after the measured window: the benchmark must not take
+    CPU from the server it measures while a storm runs."""
 
     def __init__(self, port: int):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -221,12 +222,14 @@ class Osc:
         self.target = ("127.0.0.1", port)
         self.clips: dict[int, tuple[np.ndarray, int]] = {}   # seq -> (samples, rate) as announced
         self._resampled: dict[int, np.ndarray] = {}
-        self.announced: list[tuple[float, int]] = []   # (arrival perf_counter, seq)
         self.synced: dict = {}
         self.replies: list = []
         self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self._files: queue.Queue = queue.Queue()
+        self.threads = [threading.Thread(target=self._run, daemon=True),
+                        threading.Thread(target=self._read_files, daemon=True)]
+        for thread in self.threads:
+            thread.start()
 
     def send(self, address: str, *args) -> None:
         b = OscMessageBuilder(address)
@@ -235,8 +238,6 @@ class Osc:
         self.sock.sendto(b.build().dgram, self.target)
 
     def _run(self) -> None:
-        import soundfile as sf
-
         while self.running:
             try:
                 data, _ = self.sock.recvfrom(65536)
@@ -245,18 +246,24 @@ class Osc:
             t = time.perf_counter()
             msg = OscMessage(data)
             if msg.address == "/stylesynth/audio/file":
-                path, seq = msg.params
-                try:
-                    audio, sr = sf.read(path, dtype="float32")
-                except Exception as exc:  # pruned already: that clip cannot be checked
-                    print(f"could not read clip {seq}: {exc}", file=sys.stderr)
-                    continue
-                self.clips[seq] = (audio, sr)
-                self.announced.append((t, seq))
+                self._files.put(msg.params)
             elif msg.address == "/synced":
                 self.synced[msg.params[0]] = t
             else:
                 self.replies.append((t, msg.address, msg.params))
+
+    def _read_files(self) -> None:
+        import soundfile as sf
+
+        while self.running:
+            try:
+                path, seq = self._files.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self.clips[seq] = sf.read(path, dtype="float32")
+            except Exception as exc:  # pruned already: that clip cannot be checked
+                print(f"could not read clip {seq}: {exc}", file=sys.stderr)
 
     def clip(self, seq: int) -> np.ndarray:
         """Clip ``seq`` at the JACK rate, as the server's player has it."""
@@ -294,7 +301,8 @@ class Osc:
 
     def close(self) -> None:
         self.running = False
-        self.thread.join()
+        for thread in self.threads:
+            thread.join()
         self.sock.close()
 
 
@@ -382,20 +390,21 @@ def storm_messages(results: dict, sent: list, osc: "Osc", swaps: list | None) ->
     """Latency of every storm message: to its ``/synced`` (the render that includes it is ready), and to the first
     sample of that render at the output.
 
-    Which render included a message: its ``/synced`` is sent right after that render is handed to the player, and
-    the render's wav is announced just after (a writer thread); the previous render's announcement came a whole
-    render earlier. So it is the first clip announced after ``/synced`` minus ``SYNC_SLACK`` ms. A clip never
-    announced (the writer skips clips it cannot keep up with) makes the message count to the next one: the error
-    only ever lengthens a latency."""
-    announced = sorted((t, seq) for t, seq in osc.announced)
+    Which swap is that render's first sample: the server hands the render to its player and then sends ``/synced``,
+    and the player takes the clip at its next period boundary. So it is the first replayed swap at or after the
+    JACK frame at which ``/synced`` arrived (the send's frame plus the time since), less ``SYNC_SLACK`` for the
+    reply's own way here. A swap inside that slack to an older clip would need two hand-overs less than a period
+    plus the slack apart, which the model's renders (stage 2 alone is longer than a period) rule out. (Clip
+    announcements cannot tell: they come from the server's clip-writer thread, which may lag several renders
+    behind when two render stages keep the cores busy.)"""
     for token, t_send, f_send in sent:
         t_synced = osc.synced.get(token)
         if t_synced is None:
             results["storm_all_unmatched"] += 1
             continue
         results["storm_all_notify"].append((t_synced - t_send) * 1000)
-        seq = next((q for t, q in announced if t >= t_synced - SYNC_SLACK / 1000), None)
-        b = next((frame for q, frame in swaps or [] if seq is not None and q >= seq), None)
+        f_ready = f_send + (t_synced - t_send - SYNC_SLACK / 1000) * RATE
+        b = next((frame for _, frame in swaps or [] if frame >= f_ready), None)
         if b is None:
             results["storm_all_unmatched"] += 1
         else:

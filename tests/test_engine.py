@@ -490,32 +490,34 @@ def test_generator_runs_for_the_newest_state_while_the_previous_one_is_finished(
         engine.stop()
 
 
-def test_a_newer_spectrogram_replaces_one_waiting_for_stage_two():
-    """Latest-wins between the stages too: a spectrogram still waiting when a newer one arrives is never finished
-    (counted as coalesced), and the changes it carried complete with the newer one."""
+def test_stage_one_waits_while_a_spectrogram_waits_and_then_takes_the_newest_state():
+    """Never a queue between the stages, and no spectrogram drawn only to be thrown away: while one waits for
+    stage 2, stage 1 takes no state; the changes meanwhile coalesce, and the next generation is of the newest."""
     engine, synth = staged_engine()
     try:
         synth.gate.clear()
         synth.finishing.clear()
         engine.set_param("brightness", 1.0)
         assert synth.finishing.wait(5)                       # stage 2 busy with 1.0
+        engine.set_param("brightness", 2.0)
+        assert synth.wait_logged(("generate", 2.0, "engine-generate"))   # 2.0 made, waits in the slot
         applied = threading.Event()
         coalesced = engine.coalesced
-        for value in (2.0, 3.0):                             # 2.0 waits in the slot, then 3.0 replaces it
+        for value in (2.5, 3.0, 3.5):                        # stage 1 must not draw these
             engine.set_param("brightness", value)
-            if value == 2.0:
-                engine.when_applied(applied.set)
-            assert synth.wait_logged(("generate", value, "engine-generate"))
-        time.sleep(0.05)
-        assert not applied.is_set()                          # 2.0's change waits for a clip that includes it
+        engine.when_applied(applied.set)
+        time.sleep(0.1)
+        assert [b for stage, b, _ in synth.log if stage == "generate"][-1] == 2.0
+        assert not applied.is_set()
         synth.gate.set()
         assert applied.wait(10) and engine.wait_idle(10)
-        finished = [b for stage, b, _ in synth.log if stage == "finish"]
-        assert 2.0 not in finished and finished[-1] == 3.0
-        assert engine.coalesced >= coalesced + 1
-        assert engine.last_clip["state"].brightness == 3.0
+        generated = [b for stage, b, _ in synth.log if stage == "generate"]
+        assert generated[-2:] == [2.0, 3.5]                  # 2.5 and 3.0 were never drawn ...
+        assert engine.coalesced == coalesced + 2             # ... and count as coalesced
+        assert [b for stage, b, _ in synth.log if stage == "finish"][-3:] == [1.0, 2.0, 3.5]
+        assert engine.last_clip["state"].brightness == 3.5
         run_blocks(engine.player, 2)
-        np.testing.assert_array_equal(engine.player._clip.loop, clip_for(DEFAULT.with_value("brightness", 3.0)[0]).loop)
+        np.testing.assert_array_equal(engine.player._clip.loop, clip_for(DEFAULT.with_value("brightness", 3.5)[0]).loop)
     finally:
         synth.gate.set()
         engine.stop()

@@ -7,12 +7,15 @@ skipped states are counted as ``coalesced``).
 
 Rendering is a two-stage pipeline on two threads, one clip apart: stage 1 (``engine-generate``) takes the newest
 state and runs the latent and the generator; stage 2 (``engine-finish``) turns the previous spectrogram into sound
-(PGHI, loudness, resampling) and hands it to the player. Between them is one slot, latest-wins too: a newer
-spectrogram replaces one still waiting, never a queue. So a change arriving just after a render started waits for
-one generator pass, not a whole render, before its own begins. Stage 1 alone touches the model (loading,
-generating), so the model needs no locks; stage 2 reads only the spectrogram it was given; the audio callback
-never waits on either (:mod:`stylesynth.playback`). With one core the stages would only take turns, so there the
-engine runs them one after the other on one thread (``pipeline=False``).
+(PGHI, loudness, resampling) and hands it to the player. So a change arriving just after a render started waits
+for one generator pass, not a whole render, before its own begins. Between the stages is one slot, never a queue,
+and stage 1 takes a state only while the slot is empty: a spectrogram made while another still waits could only
+replace it or queue behind it, and either way it would have been better made later, from a newer state. When
+stage 2 is the slower one (or the CPU is shared) stage 1 therefore waits and the changes meanwhile coalesce into
+its next state, instead of being drawn and thrown away. Stage 1 alone touches the model (loading, generating), so
+the model needs no locks; stage 2 reads only the spectrogram it was given; the audio callback never waits on
+either (:mod:`stylesynth.playback`). With one core the stages would only take turns, so there the engine runs them
+one after the other on one thread (``pipeline=False``).
 
 A renderer is anything shaped like :class:`stylesynth.synthesizer.Synthesizer`: attributes ``name``,
 ``sample_rate``, ``prototypes``, ``start_points`` and ``render(state) -> clip`` with ``clip.audio`` (float32 mono)
@@ -114,7 +117,7 @@ class Engine:
         self._model_request: tuple[str, Callable[[str], None] | None] | None = None
         self._dirty = False               # the wanted state differs from what stage 1 last took
         self._generating = False          # stage 1 is loading or generating (or, without pipeline, finishing)
-        self._handoff: _Job | None = None  # the slot between the stages (latest-wins)
+        self._handoff: _Job | None = None  # the slot between the stages: one job at most
         self._finishing = False           # stage 2 is finishing a job
         self._submitted_key = None        # render key of the newest state stage 1 rendered (its sound is coming)
         self._jobs = 0                    # render jobs submitted so far
@@ -396,10 +399,11 @@ class Engine:
     # -- the two stages ------------------------------------------------------------------------------------------
 
     def _generate_loop(self) -> None:
-        """Stage 1: take the newest state, load a requested model, generate; hand the job to stage 2."""
+        """Stage 1: take the newest state once stage 2 has taken the previous job, load a requested model,
+        generate; hand the job to stage 2."""
         while True:
             with self._lock:
-                while self._running and not self._dirty:
+                while self._running and (not self._dirty or self._handoff is not None):
                     self._lock.wait()
                 if not self._running:
                     return
@@ -439,27 +443,15 @@ class Engine:
         return job
 
     def _submit(self, job: _Job) -> None:
-        """Hand a job from stage 1 to stage 2: into the slot (latest-wins) or, without pipeline, finish it here."""
+        """Hand a job from stage 1 to stage 2: into the slot (empty: stage 1 took its state only when it was) or,
+        without pipeline, finish it here."""
         if not self.pipeline:
             self._complete(job)
             return
         with self._lock:
-            waiting = self._handoff
-            if waiting is not None:
-                job = self._merge(waiting, job)
             self._handoff = job
             self._generating = False
             self._lock.notify_all()
-
-    def _merge(self, waiting: _Job, new: _Job) -> _Job:
-        """Caller holds the lock. A job reaches the slot while another still waits there: keep one."""
-        if not new.render:       # same sound as the waiting job's: that job now also completes the newer changes
-            waiting.version = new.version
-            return waiting
-        if waiting.render:       # a spectrogram nobody will hear: its changes are folded into the newer one
-            self.coalesced += 1
-        new.request_time = min(new.request_time, waiting.request_time)
-        return new
 
     def _finish_loop(self) -> None:
         """Stage 2: finish whatever job is in the slot."""
