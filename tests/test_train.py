@@ -75,6 +75,21 @@ def test_warm_start_from_exported_checkpoint(tiny_data, tmp_path):
     assert state["nimg"] > 4                                      # kimg carried over from the checkpoint
 
 
+def test_transfer_from_another_models_checkpoint_counts_kimg_afresh(tiny_data, tmp_path):
+    from stylesynth.model import Generator
+    from stylesynth.spectrogram import ENV
+
+    other = tmp_path / "env-like"
+    torch.manual_seed(3)
+    g = Generator(tiny_config())
+    checkpoint.save_generator(g, other, ENV, {"name": "env-like", "training": {"kimg": 50.0, "nimg": 50000}})
+    result = train.run(tmp_path / "run", tiny_train_config(tiny_data), tiny_config(), warm_start=str(other),
+                       max_steps=1, progress=False)
+    state = result.progress
+    assert state["warm_start"] == str(other)
+    assert state["nimg"] == 4                        # one step of batch 4: this run's images, not the 50 kimg
+
+
 def test_data_parallel_two_ranks_agree(tiny_data, tmp_path):
     """Two gloo ranks on the CPU under torchrun: different batches, averaged gradients, identical weights."""
     script = tmp_path / "ddp.py"

@@ -357,9 +357,15 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
         if (folder / checkpoint.DISCRIMINATOR_FILE).is_file():
             D.load_state_dict(checkpoint.load_discriminator(folder, arch).state_dict())
         trained = meta.get("training", {})
-        state["nimg"] = int(trained.get("nimg", trained.get("kimg", 0) * 1000))
+        if meta["representation_obj"] == rep:
+            state["nimg"] = int(trained.get("nimg", trained.get("kimg", 0) * 1000))
+            log(f"warm start from {folder} ({state['nimg'] / 1000:.1f} kimg; optimizer moments start afresh)")
+        else:
+            # Transfer from another model (e.g. env from hits: same shape, other clip length): the images it saw
+            # were not this model's data, so this run's kimg count starts at 0 (the EMA ramps up afresh too).
+            log(f"transfer from {folder} (a {meta['representation_obj'].seconds:.3f} s model, "
+                f"{trained.get('kimg', '?')} kimg there); kimg counts from 0 on this model's data")
         state["warm_start"] = str(folder)
-        log(f"warm start from {folder} ({state['nimg'] / 1000:.1f} kimg; optimizer moments start afresh)")
     G.train().requires_grad_(True)
 
     fixed_z_seed = 777
