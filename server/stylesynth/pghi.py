@@ -175,32 +175,70 @@ def _prefetch(typingctx, address):
 #   recf[4q + 1]   phase advance to the next frame: the log-magnitude part plus 2 pi a m / M reduced to (-pi, pi],
 #                  so the phase stays small enough for float32 and the bin index is never needed while growing;
 #   recf[4q + 2]   phase advance to the next bin;
-#   rec[4q + 3]    state (int32, the same memory through a view): the coefficient's bucket (>= 0) while waiting,
-#                  _QUIET below tolerance, -3 - next while queued (LIFO list per bucket), -2 - region once popped.
+#   rec[4q + 3]    state (int32, the same memory through a view): code << 4 | mask. The code is the
+#                  coefficient's bucket (>= 0) while waiting, _QUIET below tolerance, -3 - next while queued (LIFO
+#                  list per bucket), -2 - region once done. Mask bit d is set while the neighbour in direction d is
+#                  still waiting (cleared by that neighbour when it is reached, with branch-free stores): a pop
+#                  visits only those instead of testing all four, and a coefficient reached with an empty mask is
+#                  never queued (7 % of them on noise). Measured: dense spectrograms 7 % faster.
 _QUIET = -1
 _U = np.uint64
+_NEXT_FRAME, _PREV_FRAME, _NEXT_BIN, _PREV_BIN = 1, 2, 4, 8
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _neighbours(q, step, last, end):  # pragma: no cover - compiled
+    """Records of q's next frame, previous frame, next bin and previous bin (frames circular; bin 0's previous bin
+    is the previous row's pad slot, the very first's the last pad)."""
+    return (q + step if q < last else q - last, q - step if q >= step else q + last, q + _U(1),
+            q - _U(1) if q > _U(0) else end)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reached(q, rec, step, last, end):  # pragma: no cover - compiled
+    """q has left the waiting state: clear its bit in each neighbour's mask (branch-free stores)."""
+    tn, tp, bn, bp = _neighbours(q, step, last, end)
+    rec[(tn << _U(2)) + _U(3)] &= ~_PREV_FRAME
+    rec[(tp << _U(2)) + _U(3)] &= ~_NEXT_FRAME
+    rec[(bn << _U(2)) + _U(3)] &= ~_PREV_BIN
+    rec[(bp << _U(2)) + _U(3)] &= ~_NEXT_BIN
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _push(q, b, rec, head, words, summary):  # pragma: no cover - compiled
     """Queue record q in bucket b: head of the bucket's list, the bucket's bit set in the two-level bitmap."""
-    rec[(q << _U(2)) + _U(3)] = -3 - head[b]
+    st = rec[(q << _U(2)) + _U(3)]
+    rec[(q << _U(2)) + _U(3)] = ((-3 - head[b]) << 4) | (st & 15)
     head[b] = q
     w = _U(b) >> _U(6)
     words[w] |= _U(1) << (_U(b) & _U(63))
     return summary | (_U(1) << w)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _assign(j, value, rec, recf, head, words, summary, popped, step, last, end):  # pragma: no cover - compiled
+    """Give waiting record j its phase; queue it if a neighbour still waits for it, else it is done (its pop would
+    do nothing)."""
+    st = rec[(j << _U(2)) + _U(3)]
+    recf[j << _U(2)] = value
+    _reached(j, rec, step, last, end)
+    if st & 15:
+        return _push(j, st >> 4, rec, head, words, summary)
+    rec[(j << _U(2)) + _U(3)] = popped
+    return summary
+
+
 @njit(cache=True, nogil=True)
 def _grow(summary, r, recf, rec, head, words, row, n_frames):  # pragma: no cover - compiled
     """Pop the strongest queued coefficient (the highest set bit of the bucket bitmap, LIFO inside a bucket), give
-    its waiting 4-neighbours a phase by the trapezoid rule and queue them; until the queue is empty. Everything
-    popped is labelled region ``r``. Returns how many coefficients were reached. Indices are unsigned, so numba
-    emits no negative-index wraparound code."""
+    the neighbours its mask says are still waiting a phase by the trapezoid rule, and queue those that still have a
+    waiting neighbour themselves; until the queue is empty. Everything reached is labelled region ``r``. Returns
+    how many coefficients were reached. Indices are unsigned, so numba emits no negative-index wraparound code."""
     last = _U((n_frames - 1) * row)
     step = _U(row)
+    end = _U(n_frames) * step - _U(1)
     base = _U(rec.ctypes.data)
-    popped = np.int32(-2 - r)
+    popped = np.int32((-2 - r) << 4)
     half = np.float32(0.5)
     reached = 0
     while summary != 0:
@@ -209,49 +247,55 @@ def _grow(summary, r, recf, rec, head, words, row, n_frames):  # pragma: no cove
         bit = _U(63) - _U(_leading_zeros(word))
         b = (w << _U(6)) + bit
         i = _U(head[b])
-        nxt = -3 - rec[(i << _U(2)) + _U(3)]
+        st = rec[(i << _U(2)) + _U(3)]
+        nxt = -3 - (st >> 4)
         head[b] = nxt
         rec[(i << _U(2)) + _U(3)] = popped
-        word &= ~(_U(nxt == -1) << bit)                     # branch-free: clear the bucket's bit if it emptied
+        word &= ~(_U(nxt == -1) << bit)
         words[w] = word
         summary &= ~(_U(word == 0) << w)
-        if nxt >= 0:                                        # about half the pops take the next in the same list
+        if nxt >= 0:
             _prefetch(base + (_U(nxt) << _U(4)))
+        mask = st & 15                                     # the neighbours still waiting
+        if mask == 0:
+            continue
         p = recf[i << _U(2)]
-        dti = recf[(i << _U(2)) + _U(1)]
-        dfi = recf[(i << _U(2)) + _U(2)]
-        j = i + step if i < last else i - last              # next frame (circular)
-        bj = rec[(j << _U(2)) + _U(3)]
-        if bj >= 0:
-            recf[j << _U(2)] = p + half * (dti + recf[(j << _U(2)) + _U(1)])
-            reached += 1
-            summary = _push(j, bj, rec, head, words, summary)
-        j = i - step if i >= step else i + last             # previous frame (circular)
-        bj = rec[(j << _U(2)) + _U(3)]
-        if bj >= 0:
-            recf[j << _U(2)] = p - half * (dti + recf[(j << _U(2)) + _U(1)])
-            reached += 1
-            summary = _push(j, bj, rec, head, words, summary)
-        j = i + _U(1)                                       # next bin (the pad slot after the last bin is quiet)
-        bj = rec[(j << _U(2)) + _U(3)]
-        if bj >= 0:
-            recf[j << _U(2)] = p + half * (dfi + recf[(j << _U(2)) + _U(2)])
-            reached += 1
-            summary = _push(j, bj, rec, head, words, summary)
-        j = i - _U(1) if i > _U(0) else _U(n_frames) * step - _U(1)   # previous bin (bin 0: the previous pad slot)
-        bj = rec[(j << _U(2)) + _U(3)]
-        if bj >= 0:
-            recf[j << _U(2)] = p - half * (dfi + recf[(j << _U(2)) + _U(2)])
-            reached += 1
-            summary = _push(j, bj, rec, head, words, summary)
+        tn, tp, bn, bp = _neighbours(i, step, last, end)
+        if mask & _NEXT_FRAME:
+            if rec[(tn << _U(2)) + _U(3)] >= 0:
+                reached += 1
+                summary = _assign(tn, p + half * (recf[(i << _U(2)) + _U(1)] + recf[(tn << _U(2)) + _U(1)]), rec,
+                                  recf, head, words, summary, popped, step, last, end)
+        if mask & _PREV_FRAME:
+            if rec[(tp << _U(2)) + _U(3)] >= 0:
+                reached += 1
+                summary = _assign(tp, p - half * (recf[(i << _U(2)) + _U(1)] + recf[(tp << _U(2)) + _U(1)]), rec,
+                                  recf, head, words, summary, popped, step, last, end)
+        if mask & _NEXT_BIN:
+            if rec[(bn << _U(2)) + _U(3)] >= 0:
+                reached += 1
+                summary = _assign(bn, p + half * (recf[(i << _U(2)) + _U(2)] + recf[(bn << _U(2)) + _U(2)]), rec,
+                                  recf, head, words, summary, popped, step, last, end)
+        if mask & _PREV_BIN:
+            if rec[(bp << _U(2)) + _U(3)] >= 0:
+                reached += 1
+                summary = _assign(bp, p - half * (recf[(i << _U(2)) + _U(2)] + recf[(bp << _U(2)) + _U(2)]), rec,
+                                  recf, head, words, summary, popped, step, last, end)
     return reached
+
+
+@njit(cache=True, nogil=True)
+def _significant_row(mrow, thr, out):  # pragma: no cover - compiled
+    """out[1 + m] = mrow[m] > thr; out[0] and out[-1] stay 0 (no bin beyond the edges)."""
+    for m in range(mrow.shape[0]):
+        out[m + 1] = np.int32(mrow[m] > thr)
 
 
 @njit(cache=True, nogil=True)
 def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no cover - compiled
     """The records (see above) of a frame-major magnitude and its log. Returns (recf, n_significant, top bucket).
-    Each field is computed for a whole row in its own loop (LLVM vectorises those), then interleaved; phases are left
-    unset (a coefficient's phase is written when it is reached, and read only after)."""
+    Each field is computed for a whole row in its own loop (LLVM vectorises those), then interleaved; phases are
+    left unset (a coefficient's phase is written when it is reached, and read only after)."""
     n_frames, n_bins = mag.shape
     row = n_bins + 1
     recf = np.empty(4 * n_frames * row, dtype=np.float32)
@@ -262,19 +306,22 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
     for m in range(n_bins):
         v = 2.0 * np.pi * ((int(a) * m) % int(M)) / M
         nominal[m] = v - 2.0 * np.pi if v > np.pi else v
-    # one row of each field; the pad slot (index n_bins) is quiet, written by the same loop as the rest (a separate
-    # store per row after the loop costs a third of the pass: LLVM then stops vectorising it)
     dt = np.zeros(row, dtype=np.float32)
     df = np.zeros(row, dtype=np.float32)
-    bucket = np.full(row, _QUIET, dtype=np.int32)
+    state = np.full(row, _QUIET << 4, dtype=np.int32)
+    sig_prev = np.zeros(n_bins + 2, dtype=np.int32)
+    sig_cur = np.zeros(n_bins + 2, dtype=np.int32)
+    sig_next = np.zeros(n_bins + 2, dtype=np.int32)
+    _significant_row(mag[n_frames - 1], thr, sig_prev)
+    _significant_row(mag[0], thr, sig_cur)
     n_sig = 0
     top = -1
     for n in range(n_frames):
         sc = s[n]
         sn = s[(n + 1) % n_frames]
         sp = s[(n - 1 + n_frames) % n_frames]
-        mg = mag[n]
-        dt[0] = nominal[0]                              # no log-magnitude part at DC and Nyquist
+        _significant_row(mag[(n + 1) % n_frames], thr, sig_next)
+        dt[0] = nominal[0]
         dt[n_bins - 1] = nominal[n_bins - 1]
         for m in range(1, n_bins - 1):
             dt[m] = ct * (sc[m + 1] - sc[m - 1]) + nominal[m]
@@ -282,16 +329,18 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
             df[m] = cf * (sn[m] - sp[m])
         for m in range(n_bins):
             b = min(max(np.int32((sc[m] - s_lo) * scale), 0), n_buckets - 1)
-            sig = mg[m] > thr
-            bucket[m] = b if sig else _QUIET
+            sig = sig_cur[m + 1]
+            mask = sig_next[m + 1] | (sig_prev[m + 1] << 1) | (sig_cur[m + 2] << 2) | (sig_cur[m] << 3)
+            code = b if sig else _QUIET
+            state[m] = (code << 4) | mask
             n_sig += sig
-        for m in range(n_bins):
-            top = max(top, bucket[m])
+            top = max(top, b if sig else -1)
         o = 4 * n * row
         for m in range(row):
             recf[o + 4 * m + 1] = dt[m]
             recf[o + 4 * m + 2] = df[m]
-            rec[o + 4 * m + 3] = bucket[m]
+            rec[o + 4 * m + 3] = state[m]
+        sig_prev, sig_cur, sig_next = sig_cur, sig_next, sig_prev
     return recf, n_sig, top
 
 
@@ -306,7 +355,7 @@ def _first_seed(rec, mag, b_top):  # pragma: no cover - compiled
         mp = mag[(n - 1 + n_frames) % n_frames]
         mc = mag[n]
         for m in range(n_bins):
-            if rec[4 * (n * (n_bins + 1) + m) + 3] != b_top:
+            if (rec[4 * (n * (n_bins + 1) + m) + 3] >> 4) != b_top:
                 continue
             v = mc[m]
             if mn[m] > v or mp[m] > v or (m > 0 and mc[m - 1] > v) or (m < n_bins - 1 and mc[m + 1] > v):
@@ -331,7 +380,7 @@ def _seeds(rec, mag, n_buckets):  # pragma: no cover - compiled
         mc = mag[n]
         for m in range(n_bins):
             q = n * row + m
-            st = rec[4 * q + 3]
+            st = rec[4 * q + 3] >> 4
             if st < 0:                  # below tolerance or already reached (long predictable runs)
                 continue
             v = mc[m]
@@ -346,7 +395,7 @@ def _seeds(rec, mag, n_buckets):  # pragma: no cover - compiled
     cand = np.empty(n_cand, dtype=np.int32)
     for c in range(n_cand):
         q = unsorted[c]
-        k = n_buckets - 1 - rec[4 * q + 3]
+        k = n_buckets - 1 - (rec[4 * q + 3] >> 4)
         cand[count[k]] = q
         count[k] += 1
     return cand
@@ -356,8 +405,10 @@ def _seeds(rec, mag, n_buckets):  # pragma: no cover - compiled
 def _seed_and_grow(q, r, recf, rec, head, words, n_frames):  # pragma: no cover - compiled
     """Grow region r from record q alone (phase 0). Returns how many coefficients it reached, q included."""
     row = (rec.shape[0] // 4) // n_frames
+    step = _U(row)
     recf[4 * q] = 0.0
-    summary = _push(_U(q), rec[4 * q + 3], rec, head, words, _U(0))
+    _reached(_U(q), rec, step, _U((n_frames - 1) * row), _U(n_frames) * step - _U(1))
+    summary = _push(_U(q), rec[4 * q + 3] >> 4, rec, head, words, _U(0))
     return 1 + _grow(summary, r, recf, rec, head, words, row, n_frames)
 
 
@@ -429,11 +480,13 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
                 q = n * row + m
                 recf[4 * q] = known[n, m]
                 n_regions = 1
-                if rec[4 * q + 3] >= 0:
-                    summary = _push(_U(q), rec[4 * q + 3], rec, head, words, summary)
+                st = rec[4 * q + 3]
+                if st >= 0:
+                    _reached(_U(q), rec, _U(row), _U((n_frames - 1) * row), _U(n_frames * row - 1))
+                    summary = _push(_U(q), st >> 4, rec, head, words, summary)
                     n_done += 1
                 else:
-                    rec[4 * q + 3] = -2             # popped, region 0
+                    rec[4 * q + 3] = -2 << 4        # popped, region 0
         if n_regions:
             n_done += _grow(summary, 0, recf, rec, head, words, row, n_frames)
     if n_done < n_sig:
@@ -454,7 +507,7 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
     for n in range(n_frames):
         for m in (0, n_bins - 1):
             q = n * row + m
-            st = rec[4 * q + 3]
+            st = rec[4 * q + 3] >> 4
             if st <= -2:
                 w = np.float64(mag[n, m]) ** 2
                 acc_re[-2 - st] += w * math.cos(2.0 * recf[4 * q])
@@ -476,7 +529,7 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
         o = 4 * n * row
         for m in range(n_bins):
             ph[m] = recf[o + 4 * m]
-            st_row[m] = rec[o + 4 * m + 3]
+            st_row[m] = rec[o + 4 * m + 3] >> 4
         if n_regions > 1:
             for m in range(n_bins):
                 r_row[m] = rot[max(-2 - st_row[m], 0)]
