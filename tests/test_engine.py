@@ -63,6 +63,17 @@ def test_resample_circular_keeps_pitch_length_and_loop_point():
     assert edges.max() <= 1.2 * error[2000:-2000].max()  # and no transient at the loop point
 
 
+def test_resample_circular_down_and_to_44k1_keeps_a_band_limited_loop():
+    periods = 2048                                          # 1 kHz over one 2.048 s clip: circular at any rate
+    at_48k = np.sin(2 * np.pi * periods * np.arange(98304) / 98304).astype(np.float32)
+    down = resample_circular(at_48k, 48000, 16000)
+    assert len(down) == 32768 and down.dtype == np.float32
+    np.testing.assert_allclose(down, np.sin(2 * np.pi * periods * np.arange(32768) / 32768), atol=1e-4)
+    odd = resample_circular(down, 16000, 44100)             # 90316.8 samples: rounded, the loop stays whole
+    assert len(odd) == 90317
+    np.testing.assert_allclose(odd, np.sin(2 * np.pi * periods * np.arange(90317) / 90317), atol=1e-4)
+
+
 def test_prepare_clip_silences_non_finite_and_fades_one_shots():
     audio = np.ones(1600, dtype=np.float32)
     audio[10] = np.nan

@@ -16,7 +16,6 @@ import collections
 import ctypes
 import ctypes.util
 import logging
-import math
 import sys
 import threading
 import time
@@ -69,22 +68,27 @@ def resample_circular(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndar
     Returns
     -------
     np.ndarray
-        float32, ``round(len(audio) * rate_out / rate_in)`` samples. The clip is wrapped on both sides before
-        filtering so its loop point gets no filter transient.
-    """
-    from scipy.signal import resample_poly
+        float32, ``round(len(audio) * rate_out / rate_in)`` samples.
 
-    audio = np.asarray(audio, dtype=np.float64).reshape(-1)
-    if rate_in == rate_out:
-        return audio.astype(np.float32)
-    g = math.gcd(int(rate_in), int(rate_out))
-    up, down = rate_out // g, rate_in // g
-    pad = min(len(audio), 1024)
-    wrapped = np.concatenate([audio[-pad:], audio, audio[:pad]])
-    out = resample_poly(wrapped, up, down)
-    start = pad * up // down
-    n_out = int(round(len(audio) * up / down))
-    return out[start:start + n_out].astype(np.float32)
+    A circular clip is one period of a periodic signal, so its band-limited resampling is exact in the frequency
+    domain: its spectrum, zero-padded (up) or cut at the lower Nyquist (down), transformed back at the new length.
+    No filter transient at the loop point by construction, no pass-band ripple, and a third of the time of a
+    polyphase filter over the wrapped clip (it runs on the render path of every clip).
+    """
+    import scipy.fft
+
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    n = len(audio)
+    n_out = int(round(n * int(rate_out) / int(rate_in)))
+    if n_out == n or n == 0:
+        return audio.copy()
+    spectrum = scipy.fft.rfft(audio)
+    kept = min(n, n_out) // 2 + 1
+    padded = np.zeros(n_out // 2 + 1, dtype=spectrum.dtype)
+    padded[:kept] = spectrum[:kept]
+    if n < n_out and n % 2 == 0:
+        padded[n // 2] *= 0.5   # the input's Nyquist cosine is now an ordinary bin: half of it was the mirror's
+    return (scipy.fft.irfft(padded, n=n_out) * (n_out / n)).astype(np.float32)
 
 
 def prepare_clip(audio: np.ndarray, clip_rate: int, device_rate: int, seq: int) -> PreparedClip:
