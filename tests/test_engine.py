@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from stylesynth.engine import Engine, usable_cores
+from stylesynth.engine import OVERLAP_MIN_SHARE, OVERLAP_PROBE_EVERY, Engine, usable_cores
 from stylesynth.gaver_synth import GaverSynth
 from stylesynth.playback import CROSSFADE_SECONDS, Player, prepare_clip, resample_circular
 from stylesynth.state import DEFAULT, ControlError
@@ -532,6 +532,49 @@ def test_stage_one_waits_while_a_spectrogram_waits_and_then_takes_the_newest_sta
     finally:
         synth.gate.set()
         engine.stop()
+
+
+def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
+    """Overlap pays only with a core per stage: when the generator ran at half speed beside stage 2, stage 1 waits
+    for stage 2 to finish (as one worker would), and overlaps again for a probe after OVERLAP_PROBE_EVERY passes."""
+    engine, synth = staged_engine()
+    try:
+        for _ in range(10):                                  # two stages sharing one core: half a core each
+            engine._measure_overlap(cpu=0.004, wall=0.008, overlapped=True)
+        assert engine.overlap_share < OVERLAP_MIN_SHARE
+        synth.gate.clear()
+        synth.finishing.clear()
+        engine.set_param("brightness", 1.0)
+        assert synth.finishing.wait(5)                       # stage 2 busy with 1.0
+        engine.set_param("brightness", 2.0)
+        assert not synth.wait_logged(("generate", 2.0, "engine-generate"), timeout=0.2)  # waits its turn
+        synth.gate.set()
+        assert synth.wait_logged(("generate", 2.0, "engine-generate"))
+        assert engine.wait_idle(10) and engine.last_clip["state"].brightness == 2.0
+        engine._turns = OVERLAP_PROBE_EVERY                  # time for a probe: overlap again, once
+        synth.gate.clear()
+        synth.finishing.clear()
+        engine.set_param("brightness", 3.0)
+        assert synth.finishing.wait(5)
+        engine.set_param("brightness", 4.0)
+        assert synth.wait_logged(("generate", 4.0, "engine-generate"))  # drawn while stage 2 holds 3.0
+        synth.gate.set()
+        assert engine.wait_idle(10)
+    finally:
+        synth.gate.set()
+        engine.stop()
+
+
+def test_overlap_share_follows_the_measured_cpu_share():
+    engine = Engine(lambda name: GaverSynth(), pipeline=True)
+    for _ in range(20):
+        engine._measure_overlap(cpu=0.0095, wall=0.010, overlapped=True)   # two free cores
+    assert engine.overlap_share >= OVERLAP_MIN_SHARE
+    for _ in range(20):
+        engine._measure_overlap(cpu=0.005, wall=0.010, overlapped=True)    # taking turns on one
+    assert engine.overlap_share == pytest.approx(0.5, abs=0.01)
+    engine._measure_overlap(cpu=0.010, wall=0.010, overlapped=False)       # alone: says nothing about overlap
+    assert engine.overlap_share == pytest.approx(0.5, abs=0.01) and engine._turns == 1
 
 
 @pytest.mark.parametrize("stage", ["generate", "finish"])

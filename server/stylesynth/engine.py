@@ -8,7 +8,10 @@ skipped states are counted as ``coalesced``).
 Rendering is a two-stage pipeline on two threads, one clip apart: stage 1 (``engine-generate``) takes the newest
 state and runs the latent and the generator; stage 2 (``engine-finish``) turns the previous spectrogram into sound
 (PGHI, loudness, resampling) and hands it to the player. So a change arriving just after a render started waits
-for one generator pass, not a whole render, before its own begins. Between the stages is one slot, never a queue,
+for one generator pass, not a whole render, before its own begins. That needs a core per stage: where the
+overlapped generator gets less than :data:`OVERLAP_MIN_SHARE` of a core (the machine is busy), stage 1 waits for
+stage 2 to finish instead, as one worker would, and probes the overlap again every :data:`OVERLAP_PROBE_EVERY`
+passes. Between the stages is one slot, never a queue,
 and stage 1 takes a state only while the slot is empty: a spectrogram made while another still waits could only
 replace it or queue behind it, and either way it would have been better made later, from a newer state. When
 stage 2 is the slower one (or the CPU is shared) stage 1 therefore waits and the changes meanwhile coalesce into
@@ -43,6 +46,11 @@ from stylesynth.state import DEFAULT, ControlError, ControlState
 log = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 500  # regenerations kept for the p50/p99 figures
+# Overlapping the stages pays only when each gets a core of its own. The generator's CPU time over its wall time
+# while stage 2 runs says whether it does: ~1 on two free cores, ~0.5 when they take turns on one (other programs
+# busy, or the GIL). Below this share the stages run one after the other again, with a probe now and then.
+OVERLAP_MIN_SHARE = 0.7
+OVERLAP_PROBE_EVERY = 16   # generator passes in turn-taking mode between two overlapped probes
 
 Listener = Callable[[str, dict], None]
 
@@ -121,6 +129,8 @@ class Engine:
         self._finishing = False           # stage 2 is finishing a job
         self._submitted_key = None        # render key of the newest state stage 1 rendered (its sound is coming)
         self._jobs = 0                    # render jobs submitted so far
+        self.overlap_share = 1.0          # CPU share of the generator beside stage 2 (moving average)
+        self._turns = 0                   # generator passes taken in turn since the last overlapped one
         self._changes_since_take = 0
         self._request_time = 0.0          # perf_counter of the oldest change not yet taken by the worker
         self._version = 0                 # counts changes (of state or model) made so far
@@ -403,12 +413,14 @@ class Engine:
         generate; hand the job to stage 2."""
         while True:
             with self._lock:
-                while self._running and (not self._dirty or self._handoff is not None):
+                while self._running and (not self._dirty or self._handoff is not None or
+                                         (self._finishing and not self._may_overlap())):
                     self._lock.wait()
                 if not self._running:
                     return
                 self._dirty = False
                 self._generating = True
+                overlapped = self._finishing
                 request = self._model_request
                 self._model_request = None
                 state = self._state
@@ -420,11 +432,29 @@ class Engine:
             try:
                 if request is not None:
                     job.state = self._load_model(*request) or state
-                job = self._generate(job)
+                job = self._generate(job, overlapped)
             finally:
                 self._submit(job)
 
-    def _generate(self, job: _Job) -> _Job:
+    def _may_overlap(self) -> bool:
+        """Caller holds the lock: may stage 1 take a state while stage 2 works? Yes while the overlap pays, and
+        once every :data:`OVERLAP_PROBE_EVERY` passes to measure it again."""
+        return self.overlap_share >= OVERLAP_MIN_SHARE or self._turns >= OVERLAP_PROBE_EVERY
+
+    def _measure_overlap(self, cpu: float, wall: float, overlapped: bool) -> None:
+        """After a generator pass: keep the CPU share it got beside stage 2; log when the stages start or stop
+        overlapping."""
+        if not overlapped:
+            self._turns += 1
+            return
+        self._turns = 0
+        was = self.overlap_share >= OVERLAP_MIN_SHARE
+        self.overlap_share += 0.25 * (min(1.0, cpu / max(wall, 1e-9)) - self.overlap_share)
+        if was != (self.overlap_share >= OVERLAP_MIN_SHARE):
+            log.info("render stages %s: the generator got %.0f%% of a core beside stage 2", "overlap again"
+                     if not was else "take turns", 100 * self.overlap_share)
+
+    def _generate(self, job: _Job, overlapped: bool = False) -> _Job:
         """Stage 1's work on one job: nothing if its sound is already playing or coming, else the renderer's
         first stage (a failure is kept for stage 2 to report in order)."""
         key = job.state.render_key()
@@ -435,11 +465,14 @@ class Engine:
             self._jobs += 1
             job.number = self._jobs
         job.render, job.synth = True, self._synth
+        cpu, wall = time.thread_time(), time.perf_counter()
         try:
             job.draft = _stages(job.synth)[0](job.state)
         except Exception as exc:
             job.error = exc
         job.generated = time.perf_counter()
+        if self.pipeline:
+            self._measure_overlap(time.thread_time() - cpu, job.generated - wall, overlapped)
         return job
 
     def _submit(self, job: _Job) -> None:
