@@ -201,12 +201,14 @@ class Recorder:
 
 def engine_mode(log: str) -> str:
     """How the server said it renders (its 'rendering ...' log line), or that it did not say (an older server)."""
-    for line in log.splitlines():
-        if "rendering in two stages" in line:
-            return "pipeline"
-        if "rendering on one thread" in line:
-            return "one thread"
-    return "not logged (a server from before the pipeline: one worker)"
+    lines = log.splitlines()
+    if any("rendering on one thread" in line for line in lines):
+        return "one thread"
+    if not any("rendering in two stages" in line for line in lines):
+        return "not logged (a server from before the pipeline: one worker)"
+    turns = sum("render stages take turns" in line for line in lines)
+    again = sum("render stages overlap again" in line for line in lines)
+    return f"pipeline (stages took turns {turns}x, overlapped again {again}x)" if turns else "pipeline"
 
 
 class Osc:
