@@ -88,6 +88,7 @@ def test_transfer_from_another_models_checkpoint_counts_kimg_afresh(tiny_data, t
     state = result.progress
     assert state["warm_start"] == str(other)
     assert state["nimg"] == 4                        # one step of batch 4: this run's images, not the 50 kimg
+    assert state["transferred_from"] == {"model": "env-like", "kimg": 50.0, "seconds_per_clip": ENV.seconds}
 
 
 def test_data_parallel_two_ranks_agree(tiny_data, tmp_path):

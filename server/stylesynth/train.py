@@ -343,7 +343,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
     opt_g = torch.optim.Adam(G.parameters(), lr=tc.lr, betas=tuple(tc.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=tc.lr * c, betas=tuple(b ** c for b in tc.betas))
 
-    state = {"step": 0, "nimg": 0, "seconds": 0.0, "best_fd": None, "warm_start": None}
+    state = {"step": 0, "nimg": 0, "seconds": 0.0, "best_fd": None, "warm_start": None, "transferred_from": None}
     if (run_dir / "state.safetensors").is_file():
         state.update(load_state(run_dir, G, D, G_ema, opt_g, opt_d))
         log(f"resumed at step {state['step']} ({state['nimg'] / 1000:.1f} kimg)")
@@ -365,6 +365,8 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             # were not this model's data, so this run's kimg count starts at 0 (the EMA ramps up afresh too).
             log(f"transfer from {folder} (a {meta['representation_obj'].seconds:.3f} s model, "
                 f"{trained.get('kimg', '?')} kimg there); kimg counts from 0 on this model's data")
+            state["transferred_from"] = {"model": meta.get("name"), "kimg": trained.get("kimg"),
+                                         "seconds_per_clip": meta["representation_obj"].seconds}
         state["warm_start"] = str(folder)
     G.train().requires_grad_(True)
 
@@ -391,7 +393,9 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
                                                 "cpu_seconds": round(state["seconds"], 1), "batch": tc.batch,
                                                 "data": {"dir": tc.data_dir, "n": len(specs),
                                                          "seed": data.meta.get("seed")},
-                                                "warm_start": state.get("warm_start"), "device": device,
+                                                "warm_start": state.get("warm_start"),
+                                                "transferred_from": state.get("transferred_from"),
+                                                "device": device,
                                                 "amp": tc.amp,
                                                 "world_size": world},
                 "figures": figures}
