@@ -303,9 +303,8 @@ def _significant_row(mrow, thr, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no cover - compiled
     """The arrays (see above) of a frame-major magnitude and its log. Returns (grad, phase, state, n_significant, top
-    bucket, the first frame holding it). Each field is computed for a whole row in its own loop (LLVM vectorises
-    those); phases are left unset (a coefficient's phase is written when it is reached, and read only where it
-    was)."""
+    bucket, the first frame holding it). Each row's fields are computed in branch-free loops LLVM vectorises; phases
+    are left unset (a coefficient's phase is written when it is reached, and read only where it was)."""
     n_frames, n_bins = mag.shape
     row = n_bins + 1
     grad = np.empty(2 * n_frames * row, dtype=np.float32)
@@ -313,13 +312,18 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
     phase = np.empty(n_frames * row, dtype=np.float32)
     ct = np.float32(0.5 * a * M / gamma)
     cf = np.float32(-0.5 * gamma / (a * M))
-    nominal = np.empty(n_bins, dtype=np.float32)
+    nominal = np.zeros(row, dtype=np.float32)
     for m in range(n_bins):
         v = 2.0 * np.pi * ((int(a) * m) % int(M)) / M
         nominal[m] = v - 2.0 * np.pi if v > np.pi else v
-    dt = np.zeros(row, dtype=np.float32)
-    df = np.zeros(row, dtype=np.float32)
-    state_row = np.full(row, _QUIET << 4, dtype=np.int32)
+    # per-bin weights of the log-magnitude differences: 0 for the frame advance at DC and Nyquist, 0 in the pad slot
+    wt = np.full(row, ct, dtype=np.float32)
+    wt[0] = 0.0
+    wt[n_bins - 1] = 0.0
+    wt[n_bins] = 0.0
+    wf = np.full(row, cf, dtype=np.float32)
+    wf[n_bins] = 0.0
+    s_pad = np.zeros(row + 1, dtype=np.float32)        # the row's log-magnitude with a 0 on either side
     sig_prev = np.zeros(n_bins + 2, dtype=np.int32)
     sig_cur = np.zeros(n_bins + 2, dtype=np.int32)
     sig_next = np.zeros(n_bins + 2, dtype=np.int32)
@@ -333,29 +337,27 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
         sn = s[(n + 1) % n_frames]
         sp = s[(n - 1 + n_frames) % n_frames]
         _significant_row(mag[(n + 1) % n_frames], thr, sig_next)
-        dt[0] = nominal[0]
-        dt[n_bins - 1] = nominal[n_bins - 1]
-        for m in range(1, n_bins - 1):
-            dt[m] = ct * (sc[m + 1] - sc[m - 1]) + nominal[m]
+        s_pad[1: n_bins + 1] = sc
+        g = grad[2 * n * row: 2 * (n + 1) * row]
         for m in range(n_bins):
-            df[m] = cf * (sn[m] - sp[m])
+            g[2 * m] = wt[m] * (s_pad[m + 2] - s_pad[m]) + nominal[m]
+            g[2 * m + 1] = wf[m] * (sn[m] - sp[m])
+        g[2 * n_bins] = 0.0
+        g[2 * n_bins + 1] = 0.0
+        st = state[n * row: (n + 1) * row]
         row_top = -1
         for m in range(n_bins):
             b = min(max(np.int32((sc[m] - s_lo) * scale), 0), n_buckets - 1)
             sig = sig_cur[m + 1]
             mask = sig_next[m + 1] | (sig_prev[m + 1] << 1) | (sig_cur[m + 2] << 2) | (sig_cur[m] << 3)
             code = b if sig else _QUIET
-            state_row[m] = (code << 4) | mask
+            st[m] = (code << 4) | mask
             n_sig += sig
             row_top = max(row_top, b if sig else -1)
+        st[n_bins] = _QUIET << 4                        # the pad slot
         if row_top > top:                               # the first row holding the (so far) top bucket
             top = row_top
             top_row = n
-        o = 2 * n * row
-        for m in range(row):
-            grad[o + 2 * m] = dt[m]
-            grad[o + 2 * m + 1] = df[m]
-        state[n * row: (n + 1) * row] = state_row
         sig_prev, sig_cur, sig_next = sig_cur, sig_next, sig_prev
     return grad, phase, state, n_sig, top, top_row
 
