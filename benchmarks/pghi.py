@@ -9,14 +9,19 @@ Compares, on one core, on a chirp, clicks, white noise and Gaver impacts, at hop
   cannot be built the benchmark says exactly why and runs the rest;
 * librosa Griffin-Lim, 32 and 100 iterations (momentum 0.99, random init).
 
-Time is from magnitude to waveform (phase + synthesis), the median over repeats after a warm-up call. Spectral
+Time is from magnitude to waveform (phase + synthesis) for both, like with like: ours is
+``waveform.magnitude_to_audio`` (log-magnitude derivatives, PGHI, polar, inverse transform), tifresi's is
+``invert_spectrogram`` (``modgabphasegrad``, its PGHI, ``idgtreal``). Both processes run with the same glibc malloc
+setting (:func:`stylesynth.pghi.keep_freed_memory`, which ``warmup`` applies: freed blocks are reused instead of
+page-faulted in again; it makes tifresi 1-2 ms faster); ``--tifresi-default-malloc`` leaves tifresi on glibc's
+defaults. Thread CPU time, best over repeats after a warm-up call. Spectral
 convergence ``20 log10(|| |STFT(y)| - |STFT(x)| || / || |STFT(x)| ||)`` is measured in each method's own transform
 (ours and tifresi's are the same truncated Gaussian lattice; librosa's is a Hann STFT with the same hop and 512
 bins). Lower is better for both.
 
 Usage::
 
-    python benchmarks/pghi.py              # full run (~2-3 min)
+    python benchmarks/pghi.py              # full run (~30-60 s)
     python benchmarks/pghi.py --quick      # < 1 min: fewer repeats
     python benchmarks/pghi.py --json out.json
 """
@@ -179,8 +184,14 @@ def main(argv=None) -> int:
     ap.add_argument("--hops", type=int, nargs="+", default=[128, 256], choices=[128, 256])
     ap.add_argument("--core", type=int, help="CPU to pin to (default: the last one allowed)")
     ap.add_argument("--no-tifresi", action="store_true", help="skip tifresi")
+    ap.add_argument("--tifresi-default-malloc", action="store_true",
+                    help="run tifresi with glibc's default malloc thresholds instead of the setting ours runs with")
     args = ap.parse_args(argv)
     repeats = args.repeats or (4 if args.quick else 15)
+    if args.tifresi_default_malloc:
+        os.environ["STYLESYNTH_BENCH_MALLOC"] = "0"                 # read by _tifresi_worker.py
+    malloc_note = ("tifresi on glibc's default malloc, ours with keep_freed_memory" if args.tifresi_default_malloc
+                   else "both with keep_freed_memory (glibc reuses freed blocks up to 8 MB)")
     gl_repeats = 1 if args.quick else 3
     core = pin_core(args.core)
 
@@ -274,7 +285,7 @@ def main(argv=None) -> int:
           "slows every column)")
     print(f"ours: JIT load at start {warm_ms:.0f} ms"
           + (f"; tifresi first call (JIT) {tifresi_info['first_call_ms']:.0f} ms" if tifresi_info else ""))
-    print(f"tifresi: {tifresi_note}")
+    print(f"tifresi: {tifresi_note}; malloc: {malloc_note}")
     print("signals: " + "; ".join(f"{k}: {v}" for k, v in described.items()))
     goals = []
     for hop in args.hops:
@@ -322,7 +333,7 @@ def main(argv=None) -> int:
         doc = {"machine": {"processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
                            "pinned_cpu": core, "threads": 1},
                "repeats": repeats, "gl_repeats": gl_repeats, "warmup_ms": warm_ms,
-               "tifresi": {"status": tifresi_note, **tifresi_info}, "signals": described,
+               "tifresi": {"status": tifresi_note, "malloc": malloc_note, **tifresi_info}, "signals": described,
                "results": results, "goals": [{"goal": g, "pass": ok, "detail": d} for g, ok, d in goals],
                "seconds": total}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

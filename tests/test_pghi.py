@@ -162,6 +162,25 @@ def test_batch_matches_single(workers):
     np.testing.assert_allclose(refined[1], P.pghi(mags[1], rep, refine=2, seed=6), rtol=1e-9, atol=1e-12)
 
 
+def test_magnitude_layout_and_dtype_do_not_change_the_phase():
+    """A decoded spectrogram is bin-major, a transform's magnitude frame-major (transposed or only converted inside);
+    float32 and float64 magnitudes go through the same float32 kernel; a negative sign is taken as the magnitude."""
+    rep = HITS
+    mag = np.abs(stft(make("impacts", rep), rep))
+    assert mag.flags.f_contiguous and not mag.flags.c_contiguous
+    ref = P.pghi_phase(mag, rep, seed=2)
+    for other in (np.ascontiguousarray(mag), np.asfortranarray(mag.astype(np.float32)), -mag, mag[:, ::1].copy()):
+        np.testing.assert_array_equal(P.pghi_phase(other, rep, seed=2), ref)
+
+
+def test_keep_freed_memory_sets_glibc_malloc():
+    """warmup() keeps freed blocks for reuse (glibc); elsewhere it reports that nothing was changed."""
+    import platform
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert P.keep_freed_memory() is expected
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fast transforms = the representation
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,6 +232,12 @@ def test_bad_input_raises_clear_errors():
     bad[3, 4] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         P.pghi(bad, rep)
+    for value, dtype, order in ((np.inf, np.float32, "C"), (-np.inf, np.float64, "F"), (np.nan, np.float32, "F")):
+        bad = np.asarray(np.ones((257, 256)), dtype=dtype, order=order)
+        bad[7, 9] = value
+        bad[200, 3] = value
+        with pytest.raises(ValueError, match="2 NaN/inf"):      # counted on the raw bits, either dtype and layout
+            P.pghi(bad, rep)
     with pytest.raises(ValueError, match="shape"):
         P.pghi(np.ones((256, 256)), rep)
     spec = np.zeros((256, 256), dtype=np.float32)
