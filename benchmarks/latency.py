@@ -411,6 +411,8 @@ def storm_messages(results: dict, sent: list, osc: "Osc", swaps: list | None) ->
             results["storm_all_unmatched"] += 1
         else:
             results["storm_all_sample"].append((b - f_send) / RATE * 1000)
+            # the player's share: a period at most, unless its crossfade pool is full and the swap waits
+            results["storm_all_swap_wait"].append((b - f_ready) / RATE * 1000 - SYNC_SLACK)
 
 
 def percentiles(values: list[float]) -> dict:
@@ -440,7 +442,7 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
         rng = random.Random(7)
         results: dict = {"baseline_gain": [], "rest_sample": [], "rest_notify": [], "storm_sample": [],
                          "storm_notify": [], "unmatched": 0, "storm_all_sample": [], "storm_all_notify": [],
-                         "storm_all_unmatched": 0}
+                         "storm_all_unmatched": 0, "storm_all_swap_wait": []}
         seed = 1000
 
         # Baseline: a gain change (no regeneration).
@@ -534,6 +536,7 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             "storm_notify": percentiles(results["storm_notify"]),
             "storm_messages_first_sample": percentiles(results["storm_all_sample"]),
             "storm_messages_notify": percentiles(results["storm_all_notify"]),
+            "storm_messages_ready_to_sample": percentiles(results["storm_all_swap_wait"]),
             "unmatched_trials": results["unmatched"],
             "storm_messages_unmatched": results["storm_all_unmatched"],
             "regenerations": status[1], "coalesced_in_storms": status[2] - status_before[2],
@@ -565,7 +568,8 @@ def print_table(r: dict) -> None:
             ("storm end: OSC -> first changed sample", "storm_first_sample"),
             ("storm end: OSC -> new audio ready", "storm_notify"),
             ("storm messages (1 in 4): -> first sample", "storm_messages_first_sample"),
-            ("storm messages (1 in 4): -> ready", "storm_messages_notify")]
+            ("storm messages (1 in 4): -> ready", "storm_messages_notify"),
+            ("storm messages: ready -> first sample", "storm_messages_ready_to_sample")]
     for label, key in rows:
         m = r[key]
         if not m["n"]:
