@@ -331,6 +331,7 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
     sig_next = np.zeros(n_bins + 2, dtype=np.int32)
     _significant_row(mag[n_frames - 1], thr, sig_prev)
     _significant_row(mag[0], thr, sig_cur)
+    grad_pairs = grad.view(np.complex64)               # (frame advance, bin advance) pairs: one store each
     n_sig = 0
     top = -1
     top_row = 0
@@ -340,12 +341,10 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets):  # pragma: no co
         sp = s[(n - 1 + n_frames) % n_frames]
         _significant_row(mag[(n + 1) % n_frames], thr, sig_next)
         s_pad[1: n_bins + 1] = sc
-        g = grad[2 * n * row: 2 * (n + 1) * row]
+        g = grad_pairs[n * row: (n + 1) * row]
         for m in range(n_bins):
-            g[2 * m] = wt[m] * (s_pad[m + 2] - s_pad[m]) + nominal[m]
-            g[2 * m + 1] = wf[m] * (sn[m] - sp[m])
-        g[2 * n_bins] = 0.0
-        g[2 * n_bins + 1] = 0.0
+            g[m] = complex(wt[m] * (s_pad[m + 2] - s_pad[m]) + nominal[m], wf[m] * (sn[m] - sp[m]))
+        g[n_bins] = 0.0
         st = state[n * row: (n + 1) * row]
         row_top = -1
         for m in range(n_bins):
