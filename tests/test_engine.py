@@ -108,8 +108,8 @@ def test_clip_swap_is_an_equal_power_crossfade_without_click():
 
 
 def test_a_clip_arriving_mid_fade_starts_its_own_fade_at_once():
-    """A swap during a running crossfade does not wait: the half-faded pair fades out together (keeping its
-    proportions), the newest clip fades in, equal power throughout, no click."""
+    """A swap during a running crossfade does not wait: the newest clip fades in, the half-faded pair gives up its
+    power oldest first (the first clip is gone before the second), equal power throughout, no click."""
     player = Player(RATE, channels=1)
     clips = [clip_for(DEFAULT.with_value("seed", s)[0], s + 1) for s in range(3)]
     a, b, c = (clip.loop for clip in clips)
@@ -125,18 +125,23 @@ def test_a_clip_arriving_mid_fade_starts_its_own_fade_at_once():
     n1 = np.arange(4 * BLOCK, 5 * BLOCK)
     expected1 = np.cos(ramp(n1 - 4 * BLOCK)) * a[n1] + np.sin(ramp(n1 - 4 * BLOCK)) * b[n1]
     n2 = np.arange(5 * BLOCK, len(y))
-    g_a, g_b = np.cos(ramp(BLOCK)), np.sin(ramp(BLOCK))          # the pair's gains when clips[2] arrived
-    out2, in2 = np.cos(ramp(n2 - 5 * BLOCK)), np.sin(ramp(n2 - 5 * BLOCK))
-    expected2 = out2 * (g_a * a[n2] + g_b * b[n2]) + in2 * c[n2]
+    p_a, p_b = np.cos(ramp(BLOCK)) ** 2, np.sin(ramp(BLOCK)) ** 2  # the pair's powers when clips[2] arrived
+    in2 = np.sin(ramp(n2 - 5 * BLOCK))
+    left_a = np.clip(p_a - in2 ** 2, 0, p_a)                      # the oldest gives up power first ...
+    left_b = np.clip(p_a + p_b - in2 ** 2, 0, p_b)                # ... then the next
+    expected2 = np.sqrt(left_a) * a[n2] + np.sqrt(left_b) * b[n2] + in2 * c[n2]
     np.testing.assert_allclose(y[n1], expected1, atol=1e-5)
     np.testing.assert_allclose(y[n2], expected2, atol=1e-5)
-    assert (out2 ** 2) * (g_a ** 2 + g_b ** 2) + in2 ** 2 == pytest.approx(1.0)  # equal power at every sample
+    assert left_a + left_b + in2 ** 2 == pytest.approx(1.0)      # equal power at every sample
+    gone_a, gone_b = np.flatnonzero(left_a == 0)[0], np.flatnonzero(left_b == 0)[0]
+    assert gone_a < gone_b and left_b[gone_a] == pytest.approx(p_b)  # b untouched until a is gone
     jumps = np.abs(np.diff(np.concatenate([a, b, c])))
     assert np.abs(np.diff(y)).max() <= jumps.max()
 
 
-def test_a_swap_every_block_never_clicks_and_settles_on_the_newest():
-    """More swaps than tail slots: inaudible tails are dropped, otherwise a clip waits a block; never a jump."""
+def test_a_swap_every_block_never_clicks_never_waits_and_settles_on_the_newest():
+    """A swap at every block (a storm faster than the crossfade): tails give up power oldest first, so they are
+    gone before the slots fill and no swap waits; never a jump."""
     player = Player(RATE, channels=1)
     clips = [clip_for(DEFAULT.with_values({"seed": s, "brightness": s % 5 - 2.0})[0], s + 1) for s in range(12)]
     player.set_clip(clips[0])
@@ -149,6 +154,7 @@ def test_a_swap_every_block_never_clicks_and_settles_on_the_newest():
     jumps = np.abs(np.diff(np.concatenate([clip.loop for clip in clips])))
     assert np.abs(np.diff(y)).max() <= jumps.max()
     assert player.current_seq == 12 and player._n_tails == 0
+    assert [frame for _, frame, _ in player.swaps][-11:] == [(2 + k) * BLOCK for k in range(11)]  # none waited
     tail = y[-2 * BLOCK:]
     n = np.arange(len(y) - 2 * BLOCK, len(y))
     np.testing.assert_allclose(tail, clips[-1].loop[n % len(clips[-1].loop)], atol=1e-6)  # alone, in time

@@ -29,7 +29,7 @@ CROSSFADE_SECONDS = 0.02   # clip swaps: long enough to hide any discontinuity, 
 ONESHOT_FADE_SECONDS = 0.003  # one-shot start/end ramps: a clip need not start or end at zero
 VOICES = 16
 MAX_BLOCK = 8192
-TAILS = 4                  # clips still fading out at once (a swap mid-fade turns the whole mix into tails)
+TAILS = 8                  # clips still fading out at once: ~1 / sin^2(pi/2 * block / crossfade) at a swap per block
 SILENT_TAIL = 1e-3         # a tail below this gain (-60 dB) is dropped: nobody hears it go
 
 
@@ -108,14 +108,21 @@ def prepare_clip(audio: np.ndarray, clip_rate: int, device_rate: int, seq: int) 
 
 
 class _Tail:
-    """A clip fading out: it plays on at ``gain * fade_out_curve`` until the current crossfade ends."""
+    """A clip fading out. ``power``: its squared gain when the running crossfade began; ``older``: the sum of the
+    older tails' ``power``. As the new clip rises (power sin^2), the tails give up that much power oldest first:
+    this one keeps ``clip(power + older - sin^2, 0, power)``."""
 
-    __slots__ = ("clip", "pos", "gain")
+    __slots__ = ("clip", "pos", "power", "older")
 
     def __init__(self):
         self.clip = None
         self.pos = 0
-        self.gain = 0.0
+        self.power = 0.0
+        self.older = 0.0
+
+    def power_at(self, rise: float) -> float:
+        """Its power once the new clip has risen to power ``rise``."""
+        return min(max(self.power + self.older - rise, 0.0), self.power)
 
 
 class _Voice:
@@ -149,13 +156,14 @@ class Player:
         self.channels = int(channels)
         self._xfade_len = max(1, int(CROSSFADE_SECONDS * self.sample_rate))
         theta = (np.arange(self._xfade_len + MAX_BLOCK, dtype=np.float64) / self._xfade_len).clip(0, 1)
-        self._fade_out_curve = np.cos(theta * np.pi / 2).astype(np.float32)  # equal power: cos^2 + sin^2 = 1
+        # Equal power: the new clip rises on sin, the parts fading out share the rest, cos^2 = 1 - sin^2.
         self._fade_in_curve = np.sin(theta * np.pi / 2).astype(np.float32)
         self._ramp = np.arange(1, MAX_BLOCK + 1, dtype=np.float32)           # divided by block length per use
         self._mix = np.zeros(MAX_BLOCK, dtype=np.float32)
         self._tmp = np.zeros(MAX_BLOCK, dtype=np.float32)
         self._tmp2 = np.zeros(MAX_BLOCK, dtype=np.float32)
         self._env = np.zeros(MAX_BLOCK, dtype=np.float32)
+        self._rise = np.zeros(MAX_BLOCK, dtype=np.float32)
         self._voices = [_Voice() for _ in range(voices)]
         self._commands: collections.deque = collections.deque(maxlen=1024)
         # Written by other threads as whole references / floats; read once per block by the callback.
@@ -285,19 +293,19 @@ class Player:
         free.active, free.releasing, free.started = True, False, self.frames
         return True
 
-    def _fade_gain(self) -> float:
-        """Where the current crossfade is: the fade-out factor now (1 before any fade, 0 once it is over)."""
-        return float(self._fade_out_curve[min(self._xfade_pos, self._xfade_len)])
+    def _risen(self) -> float:
+        """Power the clip fading in has reached (0 when a crossfade starts, 1 once it is over)."""
+        return float(self._fade_in_curve[min(self._xfade_pos, self._xfade_len)]) ** 2
 
     def _make_room(self) -> bool:
         """Drop inaudible tails; True when a tail slot is free for the clip playing now."""
         if self._n_tails == 0:
             return True
-        factor = self._fade_gain()
+        rise = self._risen()
         tails, kept = self._tails, 0
         for i in range(self._n_tails):
-            if tails[i].gain * factor >= SILENT_TAIL:
-                tails[i], tails[kept] = tails[kept], tails[i]
+            if tails[i].power_at(rise) >= SILENT_TAIL ** 2:
+                tails[i], tails[kept] = tails[kept], tails[i]   # keeps their order: oldest first
                 kept += 1
             else:
                 tails[i].clip = None
@@ -306,17 +314,17 @@ class Player:
 
     def _start_crossfade(self, clip: PreparedClip, now: float) -> None:
         if self._clip is not None and self._loop_level > 0.0:
-            # Equal power over every part: the tails' squared gains and the new clip's sum to 1 throughout,
-            # because the parts fading out keep the proportions they had when this fade began.
-            if self._n_tails:   # mid-fade: where the running fade is now
-                factor = self._fade_gain()
-                rising = float(self._fade_in_curve[min(self._xfade_pos, self._xfade_len)])
-            else:
-                factor, rising = 0.0, 1.0
+            # Equal power over every part: the tails' powers and the new clip's sum to 1 throughout. The tails
+            # give up power oldest first, so in a storm of swaps the old ones are gone within a block or two
+            # instead of lingering at ever smaller gains (which filled the tail slots and made swaps wait).
+            rise = self._risen() if self._n_tails else 1.0   # the clip that was fading in: its power now
+            older = 0.0
             for i in range(self._n_tails):
-                self._tails[i].gain *= factor
+                tail = self._tails[i]
+                tail.power, tail.older = tail.power_at(rise), older
+                older += tail.power
             tail = self._tails[self._n_tails]
-            tail.clip, tail.pos, tail.gain = self._clip, self._pos, rising
+            tail.clip, tail.pos, tail.power, tail.older = self._clip, self._pos, rise, older
             self._n_tails += 1
             self._xfade_pos = 0
             # Keep the rhythm: the new clip continues from the same place in the loop.
@@ -354,16 +362,19 @@ class Player:
         tmp = self._tmp[:n]
         self._pos = self._read_loop(self._clip, self._pos, n, tmp)
         if self._n_tails:
-            # Equal-power crossfade: the new clip rises on sin, the tails fall on gain * cos, all advancing.
+            # Equal-power crossfade: the new clip rises on sin, the tails give up its power (sin^2) oldest first.
             a = self._xfade_pos
+            rise = self._rise[:n]
+            np.square(self._fade_in_curve[a:a + n], out=rise)
             tmp *= self._fade_in_curve[a:a + n]
-            tmp2 = self._tmp2[:n]
+            tmp2, env = self._tmp2[:n], self._env[:n]
             for i in range(self._n_tails):
                 tail = self._tails[i]
                 tail.pos = self._read_loop(tail.clip, tail.pos, n, tmp2)
-                tmp2 *= self._fade_out_curve[a:a + n]
-                if tail.gain != 1.0:
-                    tmp2 *= tail.gain
+                np.subtract(tail.power + tail.older, rise, out=env)
+                np.clip(env, 0.0, tail.power, out=env)
+                np.sqrt(env, out=env)
+                tmp2 *= env
                 tmp += tmp2
             self._xfade_pos += n
             if self._xfade_pos >= self._xfade_len:
