@@ -223,24 +223,29 @@ def _push(q, b, state, head, words, summary):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _assign(j, value, state, phase, head, words, summary, popped, step, last, end):  # pragma: no cover - compiled
-    """Give waiting record j its phase; queue it if a neighbour still waits for it, else it is done (its pop would
-    do nothing)."""
+def _assign(j, value, state, phase, head, words, summary, popped, step, last, end, log, n_log):  # pragma: no cover
+    """Give waiting record j its phase (and write j to ``log[n_log]``, if a log is given: None compiles to code
+    without it, so the first region pays nothing); queue it if a neighbour still waits for it, else it is done (its
+    pop would do nothing). Returns (summary, n_log)."""
     st = state[j]
     phase[j] = value
+    if log is not None:
+        log[n_log] = np.int32(j)
+        n_log += 1
     _reached(j, state, step, last, end)
     if st & 15:
-        return _push(j, st >> 4, state, head, words, summary)
+        return _push(j, st >> 4, state, head, words, summary), n_log
     state[j] = popped
-    return summary
+    return summary, n_log
 
 
 @njit(cache=True, nogil=True)
-def _grow(summary, r, grad, phase, state, head, words, row, n_frames):  # pragma: no cover - compiled
+def _grow(summary, r, grad, phase, state, head, words, row, n_frames, log, n_log):  # pragma: no cover - compiled
     """Pop the strongest queued coefficient (the highest set bit of the bucket bitmap, LIFO inside a bucket), give
     the neighbours its mask says are still waiting a phase by the trapezoid rule, and queue those that still have a
     waiting neighbour themselves; until the queue is empty. Everything reached is labelled region ``r``. Returns
-    how many coefficients were reached. Indices are unsigned, so numba emits no negative-index wraparound code."""
+    (how many coefficients were reached, n_log) (they are logged, see :func:`_assign`). Indices are unsigned, so
+    numba emits no negative-index wraparound code."""
     last = _U((n_frames - 1) * row)
     step = _U(row)
     end = _U(n_frames) * step - _U(1)
@@ -272,27 +277,23 @@ def _grow(summary, r, grad, phase, state, head, words, row, n_frames):  # pragma
             continue
         p = phase[i]
         tn, tp, bn, bp = _neighbours(i, step, last, end)
-        if mask & _NEXT_FRAME:
-            if state[tn] >= 0:
-                reached += 1
-                summary = _assign(tn, p + half * (grad[i << _U(1)] + grad[tn << _U(1)]), state,
-                                  phase, head, words, summary, popped, step, last, end)
-        if mask & _PREV_FRAME:
-            if state[tp] >= 0:
-                reached += 1
-                summary = _assign(tp, p - half * (grad[i << _U(1)] + grad[tp << _U(1)]), state,
-                                  phase, head, words, summary, popped, step, last, end)
-        if mask & _NEXT_BIN:
-            if state[bn] >= 0:
-                reached += 1
-                summary = _assign(bn, p + half * (grad[(i << _U(1)) + _U(1)] + grad[(bn << _U(1)) + _U(1)]), state,
-                                  phase, head, words, summary, popped, step, last, end)
-        if mask & _PREV_BIN:
-            if state[bp] >= 0:
-                reached += 1
-                summary = _assign(bp, p - half * (grad[(i << _U(1)) + _U(1)] + grad[(bp << _U(1)) + _U(1)]), state,
-                                  phase, head, words, summary, popped, step, last, end)
-    return reached
+        if mask & _NEXT_FRAME and state[tn] >= 0:
+            reached += 1
+            summary, n_log = _assign(tn, p + half * (grad[i << _U(1)] + grad[tn << _U(1)]), state, phase, head,
+                                     words, summary, popped, step, last, end, log, n_log)
+        if mask & _PREV_FRAME and state[tp] >= 0:
+            reached += 1
+            summary, n_log = _assign(tp, p - half * (grad[i << _U(1)] + grad[tp << _U(1)]), state, phase, head,
+                                     words, summary, popped, step, last, end, log, n_log)
+        if mask & _NEXT_BIN and state[bn] >= 0:
+            reached += 1
+            summary, n_log = _assign(bn, p + half * (grad[(i << _U(1)) + _U(1)] + grad[(bn << _U(1)) + _U(1)]),
+                                     state, phase, head, words, summary, popped, step, last, end, log, n_log)
+        if mask & _PREV_BIN and state[bp] >= 0:
+            reached += 1
+            summary, n_log = _assign(bp, p - half * (grad[(i << _U(1)) + _U(1)] + grad[(bp << _U(1)) + _U(1)]),
+                                     state, phase, head, words, summary, popped, step, last, end, log, n_log)
+    return reached, n_log
 
 
 @njit(cache=True, nogil=True)
@@ -421,14 +422,19 @@ def _seeds(state, mag, n_buckets):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _seed_and_grow(q, r, grad, phase, state, head, words, n_frames):  # pragma: no cover - compiled
-    """Grow region r from record q alone (phase 0). Returns how many coefficients it reached, q included."""
+def _seed_and_grow(q, r, grad, phase, state, head, words, n_frames, log, n_log):  # pragma: no cover - compiled
+    """Grow region r from record q alone (phase 0), logging what it reaches (q included) from ``log[n_log]`` if a
+    log is given. Returns (how many coefficients it reached, q included; n_log)."""
     row = state.shape[0] // n_frames
     step = _U(row)
     phase[q] = 0.0
+    if log is not None:
+        log[n_log] = q
+        n_log += 1
     _reached(_U(q), state, step, _U((n_frames - 1) * row), _U(n_frames) * step - _U(1))
     summary = _push(_U(q), state[q] >> 4, state, head, words, _U(0))
-    return 1 + _grow(summary, r, grad, phase, state, head, words, row, n_frames)
+    reached, n_log = _grow(summary, r, grad, phase, state, head, words, row, n_frames, log, n_log)
+    return 1 + reached, n_log
 
 
 @njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"})
@@ -452,6 +458,47 @@ def _polar_row(mg, phase, o):  # pragma: no cover - compiled
         si = (cs * swap + sn * (np.float32(1.0) - swap)) * np.float32(1 - (quadrant & 2))
         o[2 * m] = mg[m] * c
         o[2 * m + 1] = mg[m] * si
+
+
+@njit(cache=True, nogil=True)
+def _angle(re, im):  # pragma: no cover - compiled
+    """The rotation -1/2 arg(re + i im) that makes a region's DC and Nyquist coefficients as real as possible."""
+    return -0.5 * math.atan2(im, re) if (re != 0.0 or im != 0.0) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _edge_angle(state, phase, mag, code):  # pragma: no cover - compiled
+    """The DC/Nyquist angle of the region whose state code is ``code``, from the two edge bins of every frame."""
+    n_frames, n_bins = mag.shape
+    row = n_bins + 1
+    re = 0.0
+    im = 0.0
+    for n in range(n_frames):
+        for m in (0, n_bins - 1):
+            q = n * row + m
+            if state[q] >> 4 == code:
+                w = np.float64(mag[n, m]) ** 2
+                re += w * math.cos(2.0 * phase[q])
+                im += w * math.sin(2.0 * phase[q])
+    return _angle(re, im)
+
+
+@njit(cache=True, nogil=True)
+def _logged_angle(log, n_log, phase, mag):  # pragma: no cover - compiled
+    """The DC/Nyquist angle of the region whose coefficients are log[:n_log]."""
+    n_bins = mag.shape[1]
+    row = n_bins + 1
+    re = 0.0
+    im = 0.0
+    for i in range(n_log):
+        q = log[i]
+        n = q // row
+        m = q - n * row
+        if m == 0 or m == n_bins - 1:
+            w = np.float64(mag[n, m]) ** 2
+            re += w * math.cos(2.0 * phase[q])
+            im += w * math.sin(2.0 * phase[q])
+    return _angle(re, im)
 
 
 @njit(cache=True, nogil=True)
@@ -506,51 +553,42 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
                 else:
                     state[q] = -2 << 4        # popped, region 0
         if n_regions:
-            n_done += _grow(summary, 0, grad, phase, state, head, words, row, n_frames)
-    if n_done < n_sig:
+            n_done += _grow(summary, 0, grad, phase, state, head, words, row, n_frames, None, 0)[0]
+    if n_done < n_sig and not anchored:
         q = _first_seed(state, mag, b_top, top_frame)
         if q >= 0:
-            n_done += _seed_and_grow(q, n_regions, grad, phase, state, head, words, n_frames)
-            n_regions += 1
+            n_done += _seed_and_grow(q, 0, grad, phase, state, head, words, n_frames, None, 0)[0]
+            n_regions = 1
+
+    # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible. Region 0 (the
+    # only one on dense spectrograms) is rotated in the final pass, by a constant; later regions are rotated right
+    # away, through the log of what they reached, by the difference to region 0's angle.
+    rot0 = 0.0
+    if n_regions and not anchored:
+        rot0 = _edge_angle(state, phase, mag, -2)
     if n_done < n_sig:
+        log = np.empty(n_sig, dtype=np.int32)            # each region's, used once
         cand = _seeds(state, mag, n_buckets)
         for k in range(cand.shape[0]):
             if state[cand[k]] >= 0:
-                n_done += _seed_and_grow(cand[k], n_regions, grad, phase, state, head, words, n_frames)
+                reached, n_log = _seed_and_grow(cand[k], n_regions, grad, phase, state, head, words, n_frames, log, 0)
+                n_done += reached
+                turn = np.float32(_logged_angle(log, n_log, phase, mag) - rot0)
+                for i in range(n_log):
+                    phase[log[i]] += turn
                 n_regions += 1
 
-    # DC / Nyquist fix: rotate each region so its DC and Nyquist coefficients are as real as possible
-    acc_re = np.zeros(n_regions)
-    acc_im = np.zeros(n_regions)
-    for n in range(n_frames):
-        for m in (0, n_bins - 1):
-            q = n * row + m
-            st = state[q] >> 4
-            if st <= -2:
-                w = np.float64(mag[n, m]) ** 2
-                acc_re[-2 - st] += w * math.cos(2.0 * phase[q])
-                acc_im[-2 - st] += w * math.sin(2.0 * phase[q])
-    rot = np.zeros(n_regions)
-    for r in range(1 if anchored else 0, n_regions):
-        if acc_re[r] != 0.0 or acc_im[r] != 0.0:
-            rot[r] = -0.5 * math.atan2(acc_im[r], acc_re[r])
-
-    # wrap to [-pi, pi] (so the phase survives float32); random phase below tolerance: branch-free, so LLVM
-    # vectorises it. With one region (dense spectrograms) its rotation is a constant.
+    # region 0's rotation, the wrap to [-pi, pi] (so the phase survives float32), a random phase below tolerance:
+    # branch-free, so LLVM vectorises it
     two_pi = 2.0 * np.pi
-    rot0 = rot[0] if n_regions == 1 else 0.0
-    r_row = np.zeros(n_bins, dtype=np.float64)
     for n in range(n_frames):
         st = state[n * row: n * row + n_bins]
         p = phase[n * row: n * row + n_bins]
-        if n_regions > 1:
-            for m in range(n_bins):
-                r_row[m] = rot[max(-2 - (st[m] >> 4), 0)]
         on = out[n]
         i0 = n * n_bins
         for m in range(n_bins):
             reached = (st[m] >> 4) <= -2
-            v = (np.float64(p[m]) if reached else 0.0) + r_row[m] + rot0
+            v = (np.float64(p[m]) if reached else 0.0) + rot0
             wrapped = v - two_pi * np.floor(v / two_pi + 0.5)
             on[m] = wrapped if reached else _random_phase(seed, i0 + m)
         if coef.shape[0] == n_frames:
