@@ -106,7 +106,9 @@ def _clips():
         hits[start:start + 1500] += rng.normal(size=1500) * np.exp(-np.arange(1500) / 200)
     quiet_then_loud = np.concatenate([1e-4 * rng.normal(size=20000), rng.normal(size=12768)])
     return {"noise": rng.normal(size=32768) * 0.1, "tone": 0.3 * np.sin(2 * np.pi * 440 * t), "hits": hits,
-            "gated": quiet_then_loud, "long": rng.normal(size=16000 * 5) * 0.05, "odd": rng.normal(size=7001)}
+            "gated": quiet_then_loud, "long": rng.normal(size=16000 * 5) * 0.05, "odd": rng.normal(size=7001),
+            # the env model's 4.096 s clip: its last gating block reaches past the end
+            "env clip": rng.normal(size=65536) * 0.1}
 
 
 @pytest.mark.parametrize("name", list(_clips()))

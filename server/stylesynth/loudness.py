@@ -53,7 +53,9 @@ def _gated_loudness(x: np.ndarray, sample_rate: int) -> float:
     block, step, rate = meter.block_size, 1.0 - meter.overlap, meter.rate
     n_blocks = int(np.round((x.size / rate - block) / (block * step))) + 1
     lower = np.array([int(block * (j * step) * rate) for j in range(n_blocks)])
-    upper = np.array([int(block * (j * step + 1) * rate) for j in range(n_blocks)])
+    # The last block may reach past the clip (4.096 s: 65600 > 65536): pyloudnorm's slice stops at the end
+    # and still divides by the full block length, so the sum is cut there too.
+    upper = np.minimum([int(block * (j * step + 1) * rate) for j in range(n_blocks)], x.size)
     energy = np.concatenate([[0.0], np.cumsum(np.square(y))])
     z = (energy[upper] - energy[lower]) / (block * rate)      # mean square of each gating block
     with np.errstate(divide="ignore", invalid="ignore"):
