@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from stylesynth.engine import OVERLAP_MIN_SHARE, OVERLAP_PROBE_EVERY, Engine, usable_cores
+from stylesynth.engine import OVERLAP_PROBE_EVERY, STAGE_WINDOW, Engine, usable_cores
 from stylesynth.gaver_synth import GaverSynth
 from stylesynth.playback import CROSSFADE_SECONDS, Player, prepare_clip, resample_circular
 from stylesynth.state import DEFAULT, ControlError
@@ -541,13 +541,16 @@ def test_stage_one_waits_while_a_spectrogram_waits_and_then_takes_the_newest_sta
 
 
 def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
-    """Overlap pays only with a core per stage: when the generator ran at half speed beside stage 2, stage 1 waits
+    """Overlap pays only with a core per stage: when the stages beside each other only share one, stage 1 waits
     for stage 2 to finish (as one worker would), and overlaps again for a probe after OVERLAP_PROBE_EVERY passes."""
     engine, synth = staged_engine()
     try:
-        for _ in range(10):                                  # two stages sharing one core: half a core each
-            engine._measure_overlap(cpu=0.004, wall=0.008, overlapped=True)
-        assert engine.overlap_share < OVERLAP_MIN_SHARE
+        for _ in range(STAGE_WINDOW):                        # one core, shared (its own passes will not outvote)
+            for stage, alone, beside in (("generate", 7.0, 11.0), ("finish", 4.0, 8.0)):
+                engine._measure(stage, alone, overlapped=False)
+                engine._measure(stage, beside, overlapped=True)
+        assert not engine.overlap_pays()
+        engine._turns = 0
         synth.gate.clear()
         synth.finishing.clear()
         engine.set_param("brightness", 1.0)
@@ -571,16 +574,23 @@ def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
         engine.stop()
 
 
-def test_overlap_share_follows_the_measured_cpu_share():
+def test_overlap_pays_while_a_message_waits_less_than_with_the_stages_in_turn():
     engine = Engine(lambda name: GaverSynth(), pipeline=True)
-    for _ in range(20):
-        engine._measure_overlap(cpu=0.0095, wall=0.010, overlapped=True)   # two free cores
-    assert engine.overlap_share >= OVERLAP_MIN_SHARE
-    for _ in range(20):
-        engine._measure_overlap(cpu=0.005, wall=0.010, overlapped=True)    # taking turns on one
-    assert engine.overlap_share == pytest.approx(0.5, abs=0.01)
-    engine._measure_overlap(cpu=0.010, wall=0.010, overlapped=False)       # alone: says nothing about overlap
-    assert engine.overlap_share == pytest.approx(0.5, abs=0.01) and engine._turns == 1
+    assert engine.overlap_pays()                                   # nothing measured yet: try
+    for _ in range(20):                                            # two free cores: the GIL costs ~1 ms
+        engine._measure("generate", 7.0, overlapped=False)
+        engine._measure("finish", 4.0, overlapped=False)
+        engine._measure("generate", 8.0, overlapped=True)
+        engine._measure("finish", 4.5, overlapped=True)
+    assert engine.overlap_pays() and engine._turns == 0            # 2 * 8 + 4.5 < 2 * (7 + 4)
+    for _ in range(20):                                            # one core shared: each slowed by the other
+        engine._measure("generate", 11.0, overlapped=True)
+        engine._measure("finish", 8.0, overlapped=True)
+    assert engine.stage_ms["generate"]["beside"] == 11.0 and not engine.overlap_pays()
+    engine._measure("finish", 300.0, overlapped=False)             # a hiccup (a first pass) does not decide
+    assert engine.stage_ms["finish"]["alone"] == 4.0
+    engine._measure("generate", 7.0, overlapped=False)             # alone: counts towards the next probe
+    assert engine._turns == 1
 
 
 @pytest.mark.parametrize("stage", ["generate", "finish"])

@@ -8,17 +8,18 @@ skipped states are counted as ``coalesced``).
 Rendering is a two-stage pipeline on two threads, one clip apart: stage 1 (``engine-generate``) takes the newest
 state and runs the latent and the generator; stage 2 (``engine-finish``) turns the previous spectrogram into sound
 (PGHI, loudness, resampling) and hands it to the player. So a change arriving just after a render started waits
-for one generator pass, not a whole render, before its own begins. That needs a core per stage: where the
-overlapped generator gets less than :data:`OVERLAP_MIN_SHARE` of a core (the machine is busy), stage 1 waits for
-stage 2 to finish instead, as one worker would, and probes the overlap again every :data:`OVERLAP_PROBE_EVERY`
-passes. Between the stages is one slot, never a queue,
-and stage 1 takes a state only while the slot is empty: a spectrogram made while another still waits could only
-replace it or queue behind it, and either way it would have been better made later, from a newer state. When
-stage 2 is the slower one (or the CPU is shared) stage 1 therefore waits and the changes meanwhile coalesce into
-its next state, instead of being drawn and thrown away. Stage 1 alone touches the model (loading, generating), so
-the model needs no locks; stage 2 reads only the spectrogram it was given; the audio callback never waits on
-either (:mod:`stylesynth.playback`). With one core the stages would only take turns, so there the engine runs them
-one after the other on one thread (``pipeline=False``).
+for one generator pass, not a whole render, before its own begins. That needs a core per stage: the engine times
+each stage alone and beside the other, and where overlapping would make a message wait longer than taking turns
+(the machine is busy: the stages only share a core), stage 1 waits for stage 2 to finish instead, as one worker
+would, and probes the overlap again every :data:`OVERLAP_PROBE_EVERY` passes. With one core in the process's
+affinity the engine does not split them at all: one thread (``pipeline=False``).
+
+Between the stages is one slot, never a queue, and stage 1 takes a state only while the slot is empty: a
+spectrogram made while another still waits could only replace it or queue behind it, and either way it would have
+been better made later, from a newer state. When stage 2 is the slower one, stage 1 therefore waits and the changes
+meanwhile coalesce into its next state, instead of being drawn and thrown away. Stage 1 alone touches the model
+(loading, generating), so the model needs no locks; stage 2 reads only the spectrogram it was given; the audio
+callback never waits on either (:mod:`stylesynth.playback`).
 
 A renderer is anything shaped like :class:`stylesynth.synthesizer.Synthesizer`: attributes ``name``,
 ``sample_rate``, ``prototypes``, ``start_points`` and ``render(state) -> clip`` with ``clip.audio`` (float32 mono)
@@ -46,11 +47,11 @@ from stylesynth.state import DEFAULT, ControlError, ControlState
 log = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 500  # regenerations kept for the p50/p99 figures
-# Overlapping the stages pays only when each gets a core of its own. The generator's CPU time over its wall time
-# while stage 2 runs says whether it does: ~1 on two free cores, ~0.5 when they take turns on one (other programs
-# busy, or the GIL). Below this share the stages run one after the other again, with a probe now and then.
-OVERLAP_MIN_SHARE = 0.7
+# A message arriving in a storm waits at worst a whole pass of what is running, then its own render: overlapped
+# 2 G' + F' (G, F: generator and stage-2 passes; primed: beside each other), in turn 2 (G + F). Two free cores:
+# G' ~ G + 1 ms (the GIL), overlap wins by ~F; one shared core: G' ~ G + F and F' ~ 2 F, it loses.
 OVERLAP_PROBE_EVERY = 16   # generator passes in turn-taking mode between two overlapped probes
+STAGE_WINDOW = 15          # recent passes whose median is a stage's time (a first pass or a hiccup is no guide)
 
 Listener = Callable[[str, dict], None]
 
@@ -77,6 +78,7 @@ class _Job:
     error: Exception | None = None   # stage 1 failed: reported by stage 2, in order with the clips before it
     number: int = 0              # count of render jobs submitted, to know whether a failed one was the newest
     generated: float = 0.0       # perf_counter when stage 1 finished
+    beside: tuple = (False, 0)   # when stage 2 took it: (stage 1 generating, stage 1's takes so far)
 
 
 def _stages(synth) -> tuple[Callable, Callable | None]:
@@ -129,8 +131,11 @@ class Engine:
         self._finishing = False           # stage 2 is finishing a job
         self._submitted_key = None        # render key of the newest state stage 1 rendered (its sound is coming)
         self._jobs = 0                    # render jobs submitted so far
-        self.overlap_share = 1.0          # CPU share of the generator beside stage 2 (moving average)
+        # Recent pass times (ms) of each stage alone and beside the other: whether the stages overlap.
+        self._passes = {(stage, kind): collections.deque(maxlen=STAGE_WINDOW)
+                        for stage in ("generate", "finish") for kind in ("alone", "beside")}
         self._turns = 0                   # generator passes taken in turn since the last overlapped one
+        self._takes = 0                   # states stage 1 has taken so far
         self._changes_since_take = 0
         self._request_time = 0.0          # perf_counter of the oldest change not yet taken by the worker
         self._version = 0                 # counts changes (of state or model) made so far
@@ -420,6 +425,7 @@ class Engine:
                     return
                 self._dirty = False
                 self._generating = True
+                self._takes += 1
                 overlapped = self._finishing
                 request = self._model_request
                 self._model_request = None
@@ -436,23 +442,40 @@ class Engine:
             finally:
                 self._submit(job)
 
+    @property
+    def stage_ms(self) -> dict:
+        """Median recent pass of each stage, alone and beside the other (ms; None until measured)."""
+        out: dict = {"generate": {}, "finish": {}}
+        for (stage, kind), passes in self._passes.items():
+            out[stage][kind] = float(np.median(passes)) if passes else None
+        return out
+
+    def overlap_pays(self) -> bool:
+        """Whether a storm's message waits less with the stages overlapped than in turn (yes until measured)."""
+        times = self.stage_ms
+        g, f = times["generate"], times["finish"]
+        if None in (g["alone"], g["beside"], f["alone"], f["beside"]):
+            return True
+        return 2 * g["beside"] + f["beside"] < 2 * (g["alone"] + f["alone"])
+
     def _may_overlap(self) -> bool:
         """Caller holds the lock: may stage 1 take a state while stage 2 works? Yes while the overlap pays, and
         once every :data:`OVERLAP_PROBE_EVERY` passes to measure it again."""
-        return self.overlap_share >= OVERLAP_MIN_SHARE or self._turns >= OVERLAP_PROBE_EVERY
+        return self.overlap_pays() or self._turns >= OVERLAP_PROBE_EVERY
 
-    def _measure_overlap(self, cpu: float, wall: float, overlapped: bool) -> None:
-        """After a generator pass: keep the CPU share it got beside stage 2; log when the stages start or stop
-        overlapping."""
-        if not overlapped:
-            self._turns += 1
-            return
-        self._turns = 0
-        was = self.overlap_share >= OVERLAP_MIN_SHARE
-        self.overlap_share += 0.25 * (min(1.0, cpu / max(wall, 1e-9)) - self.overlap_share)
-        if was != (self.overlap_share >= OVERLAP_MIN_SHARE):
-            log.info("render stages %s: the generator got %.0f%% of a core beside stage 2", "overlap again"
-                     if not was else "take turns", 100 * self.overlap_share)
+    def _measure(self, stage: str, ms: float, overlapped: bool) -> None:
+        """After a pass of ``stage`` ("generate" or "finish") that took ``ms``: update its average alone or beside
+        the other stage; log when the stages start or stop overlapping."""
+        was = self.overlap_pays()
+        self._passes[stage, "beside" if overlapped else "alone"].append(ms)
+        if stage == "generate":
+            self._turns = 0 if overlapped else self._turns + 1
+        if was != self.overlap_pays():
+            times = self.stage_ms
+            g, f = times["generate"], times["finish"]
+            log.info("render stages %s: generator %.1f ms beside stage 2, %.1f alone; stage 2 %.1f beside, %.1f "
+                     "alone", "overlap again" if not was else "take turns", g["beside"], g["alone"], f["beside"],
+                     f["alone"])
 
     def _generate(self, job: _Job, overlapped: bool = False) -> _Job:
         """Stage 1's work on one job: nothing if its sound is already playing or coming, else the renderer's
@@ -465,14 +488,14 @@ class Engine:
             self._jobs += 1
             job.number = self._jobs
         job.render, job.synth = True, self._synth
-        cpu, wall = time.thread_time(), time.perf_counter()
+        start = time.perf_counter()
         try:
             job.draft = _stages(job.synth)[0](job.state)
         except Exception as exc:
             job.error = exc
         job.generated = time.perf_counter()
-        if self.pipeline:
-            self._measure_overlap(time.thread_time() - cpu, job.generated - wall, overlapped)
+        if self.pipeline and job.error is None:
+            self._measure("generate", (job.generated - start) * 1000, overlapped)
         return job
 
     def _submit(self, job: _Job) -> None:
@@ -496,6 +519,7 @@ class Engine:
                     return
                 job, self._handoff = self._handoff, None
                 self._finishing = True
+                job.beside = (self._generating, self._takes)
             self._complete(job)
 
     def _complete(self, job: _Job) -> None:
@@ -592,6 +616,8 @@ class Engine:
             return
         self.player.set_clip(prepared)
         done = time.perf_counter()
+        if self.pipeline:   # beside stage 1 if it was generating when this began, or began meanwhile
+            self._measure("finish", (done - t0) * 1000, job.beside[0] or job.beside[1] != self._takes)
         self._take_refusal_callbacks(job.version)
         self._rendered_key = state.render_key()
         self._rendered_state = state
