@@ -4,6 +4,10 @@ signals, determinism, anchoring, the fast transforms matching the representation
 The floors are the spectral convergence measured when they were written (seed 0) plus a 1.5-2 dB margin; they test
 quality, not time (time is benchmarks/pghi.py's job).
 """
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.signal import butter, sosfilt
@@ -341,3 +345,86 @@ def test_benchmark_script_smoke(tmp_path):
             assert math.isfinite(r["sc_db"]) and r["ms"] > 0, (key, name, r)
         assert methods["ours_refine10"]["sc_db"] < methods["ours"]["sc_db"]
     assert "goals:" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bit-exact outputs: speed work must not change a single output bit
+# ---------------------------------------------------------------------------------------------------------------
+
+BITS_FILE = Path(__file__).parent / "data" / "pghi_bits.json"
+
+
+def _bit_exact_outputs():
+    """name -> array for the paths whose bits are pinned: the audio path (magnitude_to_audio) on every signal and
+    hop, complex128 coefficients, the phase alone, anchored, batched on threads, float32 frame-major input, the
+    decoded-spectrogram path and a silent clip; twice in a row where buffers could carry state between calls."""
+    out = {}
+    for rep in (HITS, ENV):
+        hop = rep.hop
+        for name in ("chirp", "clicks", "noise", "impacts"):
+            mag = np.abs(P.fast_stft(make(name, rep, seed=1), rep))
+            out[f"audio/{name}@{hop}"] = W.magnitude_to_audio(mag, rep)
+            out[f"audio-again/{name}@{hop}"] = W.magnitude_to_audio(mag, rep)
+        mag = np.abs(P.fast_stft(make("impacts", rep, seed=2), rep))
+        out[f"coef128/{hop}"] = P.pghi(mag, rep)
+        out[f"istft64/{hop}"] = P.fast_istft(out[f"coef128/{hop}"], rep)
+        out[f"phase/{hop}"] = P.pghi_phase(mag, rep, tol=1e-4, seed=3)
+        known = np.full(mag.shape, np.nan)
+        known[:, :6] = P.pghi_phase(mag, rep)[:, :6] + 0.5
+        out[f"anchored/{hop}"] = P.pghi(mag, rep, known_phase=known, dtype=np.complex64)
+        mags = np.stack([np.abs(P.fast_stft(make(s, rep, seed=4), rep)) for s in ("chirp", "noise", "clicks")])
+        out[f"batch/{hop}"] = W.magnitude_to_audio_batch(mags, rep, workers=2)
+        x32 = make("clicks", rep, seed=5).astype(np.float32)
+        out[f"float32-in/{hop}"] = W.magnitude_to_audio(np.abs(P.fast_stft(x32, rep)), rep)
+        spec = encode(make("chirp", rep, seed=6), rep) - 0.1               # peaks below +1: floor tolerance
+        out[f"decoded/{hop}"] = W.spectrogram_to_audio(spec, rep, lufs=None, seed=7)
+        out[f"silent/{hop}"] = W.magnitude_to_audio(np.zeros((rep.rows + 1, rep.frames)), rep)
+        out[f"refine/{hop}"] = W.magnitude_to_audio(mag, rep, refine=2)
+    return out
+
+
+def _digest(a):
+    a = np.ascontiguousarray(a)
+    return f"{a.dtype.str}{a.shape}:" + hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def _host_cpu():
+    """The CPU numba compiles for: vector width and FMA decide the last bits of the fast-math kernels."""
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_name()
+
+
+def write_bit_reference():
+    """Record the digests (``python tests/test_pghi.py --write-bits``), from the implementation before a change."""
+    P.warmup()
+    doc = {"cpu": _host_cpu(), "digests": {k: _digest(v) for k, v in _bit_exact_outputs().items()},
+           "sums": {k: [float(np.sum(np.abs(v), dtype=np.float64)), float(np.sum(np.abs(v) ** 2, dtype=np.float64))]
+                    for k, v in _bit_exact_outputs().items()}}
+    BITS_FILE.parent.mkdir(exist_ok=True)
+    BITS_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def test_outputs_are_bit_identical_to_the_recorded_ones():
+    """Every pinned output has the bytes recorded before the speed work (tests/data/pghi_bits.json). On another CPU
+    than the recording one, fast-math kernels may round the last bits differently: there the outputs' sums must
+    agree to 1e-5 instead."""
+    doc = json.loads(BITS_FILE.read_text())
+    got = _bit_exact_outputs()
+    assert sorted(got) == sorted(doc["digests"])
+    if doc["cpu"] == _host_cpu():
+        changed = [k for k, v in got.items() if _digest(v) != doc["digests"][k]]
+        assert not changed, f"outputs changed bits: {changed}"
+    else:
+        for k, v in got.items():
+            s1, s2 = doc["sums"][k]
+            assert np.sum(np.abs(v), dtype=np.float64) == pytest.approx(s1, rel=1e-5, abs=1e-9), k
+            assert np.sum(np.abs(v) ** 2, dtype=np.float64) == pytest.approx(s2, rel=1e-5, abs=1e-12), k
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write-bits"]:
+        write_bit_reference()
+        print(f"wrote {BITS_FILE}")
