@@ -1,6 +1,7 @@
 """Training: a tiny config learns (losses and weights move), resumes exactly, warm-starts, and runs data parallel."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -73,6 +74,19 @@ def test_warm_start_from_exported_checkpoint(tiny_data, tmp_path):
                       max_steps=1, progress=False).progress
     assert state["warm_start"] == str(first / "best")
     assert state["nimg"] > 4                                      # kimg carried over from the checkpoint
+
+
+def test_the_end_of_a_run_is_evaluated(tiny_data, tmp_path):
+    tc = dataclasses.replace(tiny_train_config(tiny_data), kimg=0.02)          # 5 steps of 4
+    train.run(tmp_path / "run", tc, tiny_config(), progress=False)
+    evals = [json.loads(line)["eval"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    assert [e["kimg"] for e in evals] == [0.0, 0.02]          # the fresh run's baseline, then the end
+    again = train.run(tmp_path / "run", tc, tiny_config(), progress=False).progress   # finished: only evaluates
+    assert again["nimg"] == 20
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    assert log.count('"eval"') == 3 and log.count('"step"') == len(log.splitlines()) - 3   # no new steps
+    assert (tmp_path / "run" / "best" / "generator.safetensors").is_file()
 
 
 def test_transfer_from_another_models_checkpoint_counts_kimg_afresh(tiny_data, tmp_path):

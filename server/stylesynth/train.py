@@ -401,6 +401,27 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
                 "figures": figures}
         checkpoint.save_generator(G_ema, folder, rep, info, discriminator=D)
 
+    evaluated_at = [None]
+
+    def evaluate_and_export() -> None:
+        """The quality figure now, a sample grid, and ``best/`` (and ``--export``) if it is the best so far."""
+        G_ema.eval()
+        figures = evaluate(G_ema, real_features, rep, n_eval)
+        figures["kimg"] = round(state["nimg"] / 1000, 2)
+        log("eval " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()))
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"eval": figures, "time": time.time()}) + "\n")
+        plots.spectrogram_grid(generate(G_ema, 16, fixed_z_seed).numpy(), rep,
+                               run_dir / "samples" / f"kimg{state['nimg'] // 1000:05d}.png", cols=8,
+                               suptitle=f"{tc.model} EMA generator, {state['nimg'] / 1000:.1f} kimg, "
+                                        f"FD {figures['fd']:.2f}")
+        if state["best_fd"] is None or figures["fd"] < state["best_fd"]:
+            state["best_fd"] = figures["fd"]
+            export(run_dir / "best", figures)
+            if export_to:
+                export(Path(export_to), figures)
+        evaluated_at[0] = state["nimg"]
+
     while state["nimg"] < total and (max_steps is None or steps_done < max_steps):
         step = state["step"]
         gen.manual_seed(tc.seed * 1_000_003 + step * 97 + rank)
@@ -425,25 +446,15 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             window, t_window = [], time.time()
         now = time.time()
         if main and now - last_eval > tc.eval_minutes * 60:
-            G_ema.eval()
-            figures = evaluate(G_ema, real_features, rep, n_eval)
-            figures["kimg"] = round(state["nimg"] / 1000, 2)
-            log("eval " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()))
-            with open(run_dir / "log.jsonl", "a") as f:
-                f.write(json.dumps({"eval": figures, "time": now}) + "\n")
-            plots.spectrogram_grid(generate(G_ema, 16, fixed_z_seed).numpy(), rep,
-                                   run_dir / "samples" / f"kimg{state['nimg'] // 1000:05d}.png", cols=8,
-                                   suptitle=f"{tc.model} EMA generator, {state['nimg'] / 1000:.1f} kimg, "
-                                            f"FD {figures['fd']:.2f}")
-            if state["best_fd"] is None or figures["fd"] < state["best_fd"]:
-                state["best_fd"] = figures["fd"]
-                export(run_dir / "best", figures)
-                if export_to:
-                    export(Path(export_to), figures)
+            evaluate_and_export()
             last_eval = time.time()
         if now - last_snapshot > tc.snapshot_minutes * 60:
             snapshot()
             last_snapshot = time.time()
     bar.close()
+    if main and state["nimg"] >= total and evaluated_at[0] != state["nimg"] and max_steps is None:
+        # The run's end is the figure people quote: evaluate it (and export it if best) rather than stop at
+        # whatever the last timed evaluation saw. A finished run started again only does this.
+        evaluate_and_export()
     snapshot(final=True)
     return RunResult(dict(state), G, D, G_ema)
