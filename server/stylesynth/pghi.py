@@ -98,73 +98,76 @@ def _transpose(a: np.ndarray, dtype=None, absolute: bool = False) -> np.ndarray:
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tally(u, top, low, bad, zero, inf_bits):  # pragma: no cover - compiled
+    """Fold the bits ``u`` of one |value| into (largest finite, smallest, how many NaN/inf)."""
+    nonfinite = u >= inf_bits
+    return max(top, zero if nonfinite else u), min(low, u), bad + nonfinite
+
+
 @njit(cache=True, nogil=True)
-def _scan_bits(bits, abs_mask, inf_bits):  # pragma: no cover - compiled
-    """Over the raw bits of a float array (uint64 for float64, uint32 for float32): how many values are NaN or
-    infinite, and the bits of the largest |value| among the others. On the bits, because integer compares and
-    maxima vectorise without fast-math (which would assume away the NaNs being counted); for non-negative floats
-    the integer order of the bits is the float order."""
+def _scan_into(a, bits, abs_mask, inf_bits, transpose, out):  # pragma: no cover - compiled
+    """One pass over a magnitude: ``out`` = |a| as float32, frame-major (``a.T``, in strips as
+    :func:`_transpose_into`, if ``transpose``); and over ``bits`` (a's memory as uint32 for float32, uint64 for
+    float64): the bits of the largest finite |value|, of the smallest |value|, and how many are NaN or infinite. On
+    the bits, because integer compares and maxima vectorise without fast-math (which would assume away the NaNs
+    being counted); for non-negative floats the integer order of the bits is the float order."""
     zero = abs_mask ^ abs_mask                      # 0 of the bits type (a literal 0 would make numba unify to float)
-    top = zero
-    bad = 0
-    for r in range(bits.shape[0]):
-        row = bits[r]
-        for c in range(row.shape[0]):
-            u = row[c] & abs_mask
-            nonfinite = u >= inf_bits
-            bad += nonfinite
-            top = max(top, zero if nonfinite else u)
-    return top, bad
-
-
-@njit(cache=True, nogil=True)
-def _abs_floored_into(a, transpose, tiny, out, floored):  # pragma: no cover - compiled
-    """out = |a| as float32 (``a.T`` if ``transpose``, in strips as :func:`_transpose_into`), and in the same pass
-    floored = max(out, tiny), the array whose log is taken: one pass instead of numpy's maximum (as slow as the log
-    itself, 0.025 ms a clip)."""
-    if not transpose:
-        for r in range(a.shape[0]):
-            o = out[r]
-            f = floored[r]
-            for c in range(a.shape[1]):
-                v = np.float32(abs(a[r, c]))
-                o[c] = v
-                f[c] = max(v, tiny)
-        return
+    top, low, bad = zero, abs_mask, 0
     rows, cols = a.shape
+    if not transpose:
+        for r in range(rows):
+            o, ar, br = out[r], a[r], bits[r]
+            for c in range(cols):
+                top, low, bad = _tally(br[c] & abs_mask, top, low, bad, zero, inf_bits)
+                o[c] = np.float32(abs(ar[c]))
+        return top, low, bad
     r = 0
     while r + 8 <= rows:
         for c in range(cols):
             o = out[c]
-            f = floored[c]
             for k in range(8):
-                v = np.float32(abs(a[r + k, c]))
-                o[r + k] = v
-                f[r + k] = max(v, tiny)
+                top, low, bad = _tally(bits[r + k, c] & abs_mask, top, low, bad, zero, inf_bits)
+                o[r + k] = np.float32(abs(a[r + k, c]))
         r += 8
     for rr in range(r, rows):
         for c in range(cols):
-            v = np.float32(abs(a[rr, c]))
-            out[c, rr] = v
-            floored[c, rr] = max(v, tiny)
+            top, low, bad = _tally(bits[rr, c] & abs_mask, top, low, bad, zero, inf_bits)
+            out[c, rr] = np.float32(abs(a[rr, c]))
+    return top, low, bad
+
+
+@njit(cache=True, nogil=True)
+def _floor_into(x, tiny, out):  # pragma: no cover - compiled
+    """out = max(x, tiny): what np.maximum computes, vectorised (numpy's takes as long as its log, 0.025 ms a clip)."""
+    for r in range(x.shape[0]):
+        xr, o = x[r], out[r]
+        for c in range(x.shape[1]):
+            o[c] = max(xr[c], tiny)
 
 
 def _prepare(mag: np.ndarray, ws: "_Workspace") -> tuple[np.ndarray, np.ndarray, float, int]:
     """A (bins, F) float32/float64 magnitude -> (|mag| frame-major float32, its natural log, its peak, how many values
     are NaN/inf), the two arrays in ``ws``. Either memory order: a decoded spectrogram is bin-major (transposed
-    here), a transform's magnitude (``np.abs(fast_stft(x))``) is already frame-major (only converted). Zeros are
-    clamped to 1e-30 of the peak (and to a float32 normal number) before the log, so it is always finite."""
+    here), a transform's magnitude (``np.abs(fast_stft(x))``) is already frame-major (only converted). Values below
+    1e-30 of the peak (zeros; and below the smallest float32 normal number) are clamped before the log, so it is
+    always finite: the scan finds the smallest value, so the clamping pass runs only when one is that small (silent
+    stretches: clicks)."""
     frame_major = mag.flags.f_contiguous and not mag.flags.c_contiguous
-    contiguous = mag.T if frame_major else np.ascontiguousarray(mag)
-    if contiguous.dtype == np.float32:
-        top, bad = _scan_bits(contiguous.view(np.uint32), np.uint32(0x7FFFFFFF), np.uint32(0x7F800000))
+    a = mag.T if frame_major else np.ascontiguousarray(mag)
+    if a.dtype == np.float32:
+        top, low, bad = _scan_into(a, a.view(np.uint32), np.uint32(0x7FFFFFFF), np.uint32(0x7F800000),
+                                   not frame_major, ws.mag_t)
     else:
-        top, bad = _scan_bits(contiguous.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF),
-                              np.uint64(0x7FF0000000000000))
-    peak = float(np.array([top]).view(contiguous.dtype)[0])
+        top, low, bad = _scan_into(a, a.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF),
+                                   np.uint64(0x7FF0000000000000), not frame_major, ws.mag_t)
+    peak, smallest = np.array([top, low], dtype=np.uint32 if a.dtype == np.float32 else np.uint64).view(a.dtype).tolist()
     tiny = np.float32(max(peak * 1e-30, 1e-37))
-    _abs_floored_into(contiguous, not frame_major, tiny, ws.mag_t, ws.log_t)
-    np.log(ws.log_t, out=ws.log_t)                       # numpy's SIMD log, in place (numba's logf is 7x slower)
+    if np.float32(smallest) >= tiny:                 # max(mag_t, tiny) would be mag_t itself
+        np.log(ws.mag_t, out=ws.log_t)
+    else:
+        _floor_into(ws.mag_t, tiny, ws.log_t)
+        np.log(ws.log_t, out=ws.log_t)
     return ws.mag_t, ws.log_t, peak, int(bad)
 
 
