@@ -807,7 +807,8 @@ def _overlap_add(y, window, a, out):  # pragma: no cover - compiled
     """out[(n a - S/2 + j) mod L] += window[j] * y[n, j mod M] for each frame n (S = len(window), a multiple of M).
 
     Accumulates into a linear buffer tile by tile on contiguous slices (so LLVM vectorises it), then folds the
-    buffer onto the circle."""
+    buffer onto the circle: its first lap is copied (``out`` may hold anything before), the part reaching past L is
+    added. (Copying instead of adding to zeros changes no bit: the buffer, sums from +0 of products, is never -0.)"""
     n_frames, M = y.shape
     S = window.shape[0]
     L = out.shape[0]
@@ -826,11 +827,15 @@ def _overlap_add(y, window, a, out):  # pragma: no cover - compiled
     i = 0
     while i < size:
         k = (start + i) % L
-        run = min(L - k, size - i)
+        run = min(L - k, size - i, L - i) if i < L else min(L - k, size - i)   # the first lap stops at L
         o = out[k: k + run]
         src = ext[i: i + run]
-        for j in range(run):
-            o[j] += src[j]
+        if i < L:
+            for j in range(run):
+                o[j] = src[j]
+        else:
+            for j in range(run):
+                o[j] += src[j]
         i += run
 
 
@@ -841,7 +846,7 @@ def _synthesis_t(c_t: np.ndarray, rep: Representation) -> np.ndarray:
     y = scipy.fft.irfft(c_t, n=rep.channels, axis=2)          # (B, F, M), contiguous along M
     single = y.dtype == np.float32
     window = plan.syn_window32 if single else plan.syn_window
-    out = np.zeros((c_t.shape[0], rep.n_samples), dtype=np.float32 if single else np.float64)
+    out = np.empty((c_t.shape[0], rep.n_samples), dtype=np.float32 if single else np.float64)   # all written
     for b in range(c_t.shape[0]):
         _overlap_add(np.ascontiguousarray(y[b]), window, rep.hop, out[b])
     return out
