@@ -345,7 +345,8 @@ def _significant_row(mrow, thr, out):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state):  # pragma: no cover - compiled
-    """Fill the arrays grad and state (see above; every element is written) of a frame-major magnitude and its log.
+    """Fill the arrays grad and state (see above) of a frame-major magnitude and its log: every element of state, and
+    grad in the rows holding a significant coefficient (the only ones it is read in).
     Returns (n_significant, top bucket, the first frame holding it). Each row's fields are computed in branch-free
     loops LLVM vectorises. Phases need no set-up: a coefficient's phase is written when it is reached, and read only
     where it was."""
@@ -379,15 +380,6 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state):  # 
         sn = s[(n + 1) % n_frames]
         sp = s[(n - 1 + n_frames) % n_frames]
         _significant_row(mag[(n + 1) % n_frames], thr, sig_next)
-        g = grad_pairs[n * row: (n + 1) * row]
-        # the edge bins on their own, so the loop reads sc directly (copying each row into a zero-padded buffer
-        # cost 0.018 ms a clip); their weight is 0 anyway
-        g[0] = complex(wt[0] * (sc[1] - zero) + nominal[0], wf[0] * (sn[0] - sp[0]))
-        for m in range(1, n_bins - 1):
-            g[m] = complex(wt[m] * (sc[m + 1] - sc[m - 1]) + nominal[m], wf[m] * (sn[m] - sp[m]))
-        last = n_bins - 1
-        g[last] = complex(wt[last] * (zero - sc[last - 1]) + nominal[last], wf[last] * (sn[last] - sp[last]))
-        g[n_bins] = 0.0
         st = state[n * row: (n + 1) * row]
         row_top = -1
         for m in range(n_bins):
@@ -399,6 +391,18 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state):  # 
             n_sig += sig
             row_top = max(row_top, b if sig else -1)
         st[n_bins] = _QUIET << 4                        # the pad slot
+        if row_top >= 0:
+            # grad is read only at significant coefficients (popped, or waiting neighbours): a row without any (165
+            # of 256 frames of clicks) is skipped
+            g = grad_pairs[n * row: (n + 1) * row]
+            # the edge bins on their own, so the loop reads sc directly (copying each row into a zero-padded buffer
+            # cost 0.018 ms a clip); their weight is 0 anyway
+            g[0] = complex(wt[0] * (sc[1] - zero) + nominal[0], wf[0] * (sn[0] - sp[0]))
+            for m in range(1, n_bins - 1):
+                g[m] = complex(wt[m] * (sc[m + 1] - sc[m - 1]) + nominal[m], wf[m] * (sn[m] - sp[m]))
+            last = n_bins - 1
+            g[last] = complex(wt[last] * (zero - sc[last - 1]) + nominal[last], wf[last] * (sn[last] - sp[last]))
+            g[n_bins] = 0.0
         if row_top > top:                               # the first row holding the (so far) top bucket
             top = row_top
             top_row = n
