@@ -344,12 +344,12 @@ def _significant_row(mrow, thr, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state):  # pragma: no cover - compiled
+def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state, live):  # pragma: no cover
     """Fill the arrays grad and state (see above) of a frame-major magnitude and its log: every element of state, and
-    grad in the rows holding a significant coefficient (the only ones it is read in).
-    Returns (n_significant, top bucket, the first frame holding it). Each row's fields are computed in branch-free
-    loops LLVM vectorises. Phases need no set-up: a coefficient's phase is written when it is reached, and read only
-    where it was."""
+    grad in the rows holding a significant coefficient (the only ones it is read in); live[n] says whether row n
+    holds one. Returns (n_significant, top bucket, the first frame holding it). Each row's fields are computed in
+    branch-free loops LLVM vectorises. Phases need no set-up: a coefficient's phase is written when it is reached,
+    and read only where it was."""
     n_frames, n_bins = mag.shape
     row = n_bins + 1
     ct = np.float32(0.5 * a * M / gamma)
@@ -391,6 +391,7 @@ def _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state):  # 
             n_sig += sig
             row_top = max(row_top, b if sig else -1)
         st[n_bins] = _QUIET << 4                        # the pad slot
+        live[n] = row_top >= 0
         if row_top >= 0:
             # grad is read only at significant coefficients (popped, or waiting neighbours): a row without any (165
             # of 256 frames of clicks) is skipped
@@ -555,6 +556,26 @@ def _logged_angle(log, n_log, phase, mag):  # pragma: no cover - compiled
     return _angle(re, im)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _wrap_row(st, p, rot0, seed, i0, on):  # pragma: no cover - compiled
+    """on[m] = p[m] + rot0 wrapped to [-pi, pi] where the state says the coefficient was reached, else a random
+    phase (of seed and i0 + m). Branch-free, so LLVM vectorises it."""
+    two_pi = 2.0 * np.pi
+    for m in range(on.shape[0]):
+        reached = (st[m] >> 4) <= -2
+        v = (np.float64(p[m]) if reached else 0.0) + rot0
+        wrapped = v - two_pi * np.floor(v / two_pi + 0.5)
+        on[m] = wrapped if reached else _random_phase(seed, i0 + m)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _random_row(seed, i0, on):  # pragma: no cover - compiled
+    """:func:`_wrap_row` of a frame where nothing was reached (no significant or known coefficient): random phases
+    only, without the float64 wrap (165 of 256 frames of clicks)."""
+    for m in range(on.shape[0]):
+        on[m] = _random_phase(seed, i0 + m)
+
+
 @njit(cache=True, nogil=True)
 def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, coef, ws):  # pragma: no cover
     """Bucket-queue PGHI plus the DC/Nyquist region fix, on frame-major arrays.
@@ -584,7 +605,8 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
     s_lo = math.log(thr)
     span = math.log(peak) - s_lo
     scale = (n_buckets - 1) / span if span > 0 else 0.0
-    n_sig, b_top, top_frame = _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state)
+    live = np.empty(n_frames, dtype=np.bool_)          # frames where a coefficient may be reached
+    n_sig, b_top, top_frame = _records(mag, s, a, M, gamma, thr, s_lo, scale, n_buckets, grad, state, live)
     head = np.full(n_buckets, -1, dtype=np.int32)
     words = np.zeros(n_buckets // 64, dtype=np.uint64)
 
@@ -599,6 +621,7 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
                     continue
                 q = n * row + m
                 phase[q] = known[n, m]
+                live[n] = True
                 n_regions = 1
                 st = state[q]
                 if st >= 0:
@@ -633,21 +656,15 @@ def _pghi_kernel(mag, s, peak, a, M, gamma, tol, seed, n_buckets, known, mag_c, 
                     phase[log[i]] += turn
                 n_regions += 1
 
-    # region 0's rotation, the wrap to [-pi, pi] (so the phase survives float32), a random phase below tolerance:
-    # branch-free, so LLVM vectorises it
-    two_pi = 2.0 * np.pi
+    # region 0's rotation, the wrap to [-pi, pi] (so the phase survives float32), a random phase below tolerance
     for n in range(n_frames):
-        st = state[n * row: n * row + n_bins]
-        p = phase[n * row: n * row + n_bins]
-        on = out[n]
-        i0 = n * n_bins
-        for m in range(n_bins):
-            reached = (st[m] >> 4) <= -2
-            v = (np.float64(p[m]) if reached else 0.0) + rot0
-            wrapped = v - two_pi * np.floor(v / two_pi + 0.5)
-            on[m] = wrapped if reached else _random_phase(seed, i0 + m)
+        if live[n]:
+            _wrap_row(state[n * row: n * row + n_bins], phase[n * row: n * row + n_bins], rot0, seed, n * n_bins,
+                      out[n])
+        else:
+            _random_row(seed, n * n_bins, out[n])
         if coef.shape[0] == n_frames:
-            _polar_row(mag_c[n], on, coef[n])
+            _polar_row(mag_c[n], out[n], coef[n])
     return out, n_regions
 
 
