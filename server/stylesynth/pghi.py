@@ -29,13 +29,16 @@ window's centre), frames are circular. With ``s = ln |c|`` and centred differenc
   (the derivative part is 0 at DC and Nyquist);
 * phase advance per bin: ``phi_f(m, n) = -(gamma / (a M)) (s(m, n+1) - s(m, n-1)) / 2``.
 
-Speed (``benchmarks/pghi.py``, one core, CPU time per 2 s clip, magnitude -> float32 audio, 2026-11-25): 0.6 ms on a
-chirp, 0.8 on clicks, 1.45 on noise and impacts. Where a noise clip's 1.43 ms go: the integration 0.89 (66k
-coefficients at ~13.5 ns, bound by memory latency and branches), building its arrays 0.09, the DC/Nyquist fix 0.02,
-the final wrap and polar -> complex (vectorised polynomial sincos) 0.09, log-magnitude 0.05 (numpy), the input scan
-and transpose 0.03, synthesis 0.22 (complex64 irfft 0.16 + overlap-add with the float32 dual window truncated at
-1e-5 0.05), Python glue 0.03. The JIT-compiled kernels are cached on disk (``cache=True``: ~20 s to compile once,
-~0.3 s to load); call :func:`warmup` at server start so the first request does not pay for loading them.
+Speed (``benchmarks/pghi.py``, one core, CPU time per 2 s clip, magnitude -> float32 audio, 2026-11-25): 0.52 ms on
+a chirp, 0.75 on clicks, 1.4 on noise and impacts (11.1-12.5x tifresi). Where a noise clip's 1.37 ms go: the
+integration ~0.9 (66k coefficients at ~13.5 ns, bound by memory latency and branches), building its arrays 0.07, the
+final wrap and polar -> complex (vectorised polynomial sincos) 0.08, the input scan and transpose 0.02 and the log
+0.025 (numpy's, in place), synthesis 0.21 (complex64 irfft 0.16, fixed by pocketfft, + overlap-add with the float32
+dual window truncated at 1e-5 0.045), Python glue ~0.01. The work arrays (1.9 MB for 256 frames) belong to the
+calling thread and are reused by its next clip of the same shape (:class:`_Workspace`). Every speed change keeps the
+output bits (``tests/data/pghi_bits.json``). The JIT-compiled kernels are cached on disk (``cache=True``: ~20 s to
+compile once, ~0.3 s to load); call :func:`warmup` at server start so the first request does not pay for loading
+them.
 """
 from __future__ import annotations
 
