@@ -166,6 +166,32 @@ def test_batch_matches_single(workers):
     np.testing.assert_allclose(refined[1], P.pghi(mags[1], rep, refine=2, seed=6), rtol=1e-9, atol=1e-12)
 
 
+def test_threads_do_not_share_work_arrays():
+    """The work arrays are per thread: two threads turning different clips of the same shape into audio at the same
+    time (the render thread and a batch worker) get what each gets alone, and the arrays live on for the next clip of
+    the thread that made them."""
+    import threading
+
+    rep = HITS
+    mags = [np.abs(P.fast_stft(make(n, rep, seed=3), rep)) for n in ("chirp", "noise")]
+    alone = [W.magnitude_to_audio(m, rep) for m in mags]
+    got = [[], []]
+
+    def run(k):
+        for _ in range(20):
+            got[k].append(W.magnitude_to_audio(mags[k], rep))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in (0, 1):
+        for y in got[k]:
+            np.testing.assert_array_equal(y, alone[k])
+    assert P._workspace(rep.frames, rep.rows + 1) is P._workspace(rep.frames, rep.rows + 1)
+
+
 def test_magnitude_layout_and_dtype_do_not_change_the_phase():
     """A decoded spectrogram is bin-major, a transform's magnitude frame-major (transposed or only converted inside);
     float32 and float64 magnitudes go through the same float32 kernel; a negative sign is taken as the magnitude."""
