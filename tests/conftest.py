@@ -269,6 +269,23 @@ def launch_server(tmp_path: Path, *args: str, model: str = "gaver", env: dict | 
         probe.close()
 
 
+def module_server(tmp_path_factory, name: str):
+    """Body of a module-scoped ``server`` fixture (``yield from module_server(tmp_path_factory, "osc")``): one
+    headless gaver server for the module, which must stop cleanly and log no traceback."""
+    server = launch_server(tmp_path_factory.mktemp(name), "--no-audio")
+    yield server
+    assert server.stop() == 0, server.log[-2000:]
+    assert "Traceback" not in server.log, server.log[-3000:]
+
+
+@pytest.fixture
+def udp(server):
+    """A python-osc client of the module's ``server``."""
+    client = OscClient(server.port)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """Factory fixture: ``server = start_server("--no-audio")``; every server started is stopped afterwards."""

@@ -19,7 +19,7 @@ import soundfile as sf
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from conftest import OscClient, encode, launch_server
+from conftest import OscClient, encode, launch_server, module_server
 from stylesynth import params as P
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,16 +27,12 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = launch_server(tmp_path_factory.mktemp("osc"), "--no-audio")
-    yield srv
-    assert srv.stop() == 0, srv.log[-2000:]
+    yield from module_server(tmp_path_factory, "osc")
 
 
 @pytest.fixture
-def client(server):
-    c = OscClient(server.port)
-    yield c
-    c.close()
+def client(udp):
+    return udp
 
 
 def _valid_value(param: P.Param):

@@ -17,7 +17,7 @@ from pythonosc.osc_message import OscMessage
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import OscClient, encode, launch_server
+from conftest import encode, module_server
 from stylesynth import params as P
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,17 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = launch_server(tmp_path_factory.mktemp("oscquery"), "--no-audio", "--no-zeroconf")
-    yield srv
-    assert srv.stop() == 0, srv.log[-2000:]
-    assert "Traceback" not in srv.log, srv.log[-3000:]
-
-
-@pytest.fixture
-def udp(server):
-    c = OscClient(server.port)
-    yield c
-    c.close()
+    yield from module_server(tmp_path_factory, "oscquery")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OscClient, launch_server
+from conftest import OscClient, launch_server, module_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,17 +58,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = launch_server(tmp_path_factory.mktemp("web"), "--no-audio", "--no-zeroconf")
-    yield srv
-    assert srv.stop() == 0, srv.log[-2000:]
-    assert "Traceback" not in srv.log, srv.log[-3000:]
-
-
-@pytest.fixture
-def udp(server):
-    c = OscClient(server.port)
-    yield c
-    c.close()
+    yield from module_server(tmp_path_factory, "web")
 
 
 def open_page(browser, server):
