@@ -155,6 +155,8 @@ def test_an_out_of_range_value_shows_the_servers_error(page, udp):
     box.press("Enter")
     page.wait_for_function("document.querySelector(\"input[data-value-of='/stylesynth/impact']\").value === '5'",
                            timeout=5_000)
+    # The /error and the answer to the page's query come separately: wait for the error too.
+    page.wait_for_function("document.querySelectorAll('#errors .error').length >= 2", timeout=5_000)
     texts = page.locator("#errors .error").all_inner_texts()
     assert len(texts) == 2 and "impact 12" in texts[0] and "impact 9" in texts[1], texts  # one per Enter
     box.fill("loud")  # not a number: said on the page, nothing sent
