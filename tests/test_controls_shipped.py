@@ -47,8 +47,10 @@ def test_controls_complete(shipped):
 # What the shipped generator (hits, 76.7 kimg) cannot do yet, measured: a strict xfail fails the day it starts to
 # work, so this list has to be emptied as the model improves (then the plain assertions below hold it there).
 NOT_YET = {
-    ("held-out", "impact"): "impact direction: AUC 0.43-0.48 on held-out hits vs scratches (controls build log)",
-    ("slider", "rate"): "rate slider: median onset change 0 over 8 seeds (deltas -0.49..0.98 onsets/s)",
+    # 200 kimg: the rate direction separates held-out examples (AUC 1.00) but at the slider's +-2 std reach it
+    # moves the onset count of generated clips by one at most, either way (the impact AUC xfail, 0.43-0.48 at
+    # 76.7 kimg, passed at 200: 0.91).
+    ("slider", "rate"): "rate slider: median onset change 0 over 8 seeds (deltas -0.49..0.49 onsets/s)",
 }
 
 
