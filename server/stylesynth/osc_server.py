@@ -59,7 +59,10 @@ class _Refused(Exception):
     """A message is refused: ``/error <address> <reason>`` goes back."""
 
 
-class _TokenBucket:
+class TokenBucket:
+    """One sender's allowance: :data:`RATE` messages/s sustained, :data:`BURST` at once (shared with the OSCQuery
+    WebSocket relay, so a browser meets the same limit as a UDP client)."""
+
     __slots__ = ("tokens", "stamp", "dropped_unreported", "last_report")
 
     def __init__(self, now: float):
@@ -109,7 +112,7 @@ class OscServer:
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()
         self._reply_ports: dict[Address, int] = {}
-        self._buckets: dict[Address, _TokenBucket] = {}
+        self._buckets: dict[Address, TokenBucket] = {}
         self._schedule: list = []            # heap of (due time, order, message, sender)
         self._order = itertools.count()
         self._running = False
@@ -286,7 +289,7 @@ class OscServer:
         if bucket is None:
             if len(self._buckets) >= MAX_SENDERS:
                 self._buckets.clear()
-            bucket = self._buckets[sender] = _TokenBucket(now)
+            bucket = self._buckets[sender] = TokenBucket(now)
         if bucket.take(n, now):
             return True
         self.dropped += n

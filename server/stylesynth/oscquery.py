@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlsplit
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from stylesynth import params as P
-from stylesynth.osc_server import RATE, _TokenBucket  # one rate limit for UDP senders and WebSocket clients
+from stylesynth.osc_server import RATE, TokenBucket  # one rate limit for UDP senders and WebSocket clients
 
 log = logging.getLogger(__name__)
 #: websockets' own logger: it logs every HTTP request at INFO, which is noise here (quietened unless debugging).
@@ -365,7 +365,7 @@ class OscQueryServer:
         client.relay, _ = await loop.create_datagram_endpoint(
             lambda: _Relay(client), local_addr=(self.osc_target[0], 0), remote_addr=self.osc_target)
         self._clients.add(client)
-        bucket = _TokenBucket(time.monotonic())
+        bucket = TokenBucket(time.monotonic())
         sender = asyncio.create_task(client.send_forever())
         try:
             async for message in ws:
