@@ -62,6 +62,7 @@ class TrainConfig:
     data_n: int = 16000
     data_dir: str = ""
     amp: str = "none"                   # "bf16": autocast the losses' forward and backward passes (R1 stays fp32)
+    reanalysis: bool = False            # D judges the fakes' sound (image -> PGHI -> waveform -> image), not the image
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
@@ -181,6 +182,18 @@ def autocast(tc: TrainConfig, device: str, enabled: bool = True):
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled and tc.amp == "bf16")
 
 
+def heard(fake: torch.Tensor, tc: TrainConfig, seed: int) -> torch.Tensor:
+    """What D is shown of a batch of fakes: the images themselves, or with ``tc.reanalysis`` the spectrogram of the
+    audio they render to (:mod:`stylesynth.reanalysis`; float32, outside autocast). Reals need no such step: they
+    are the transforms of real waveforms already."""
+    if not tc.reanalysis:
+        return fake
+    from stylesynth.reanalysis import reanalyse
+
+    with torch.autocast(fake.device.type, enabled=False):
+        return reanalyse(fake.float(), REPRESENTATIONS[tc.model], seed=seed)
+
+
 def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: TrainConfig,
                gen: torch.Generator, nimg: int) -> dict:
     device = real.device
@@ -194,7 +207,7 @@ def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: Tra
     z = torch.randn((batch, z_dim), generator=gen).to(device)
     with autocast(tc, device):
         fake = G.synthesis(sample_ws(G, z, tc.style_mixing, gen, tc.w_avg_beta), noise="random")
-        loss_g = F.softplus(-D(fake)).float().mean()
+        loss_g = F.softplus(-D(heard(fake, tc, seed=step))).float().mean()
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     average_gradients(G)
@@ -207,7 +220,7 @@ def train_step(step: int, real: torch.Tensor, G, D, G_ema, opt_g, opt_d, tc: Tra
     D.requires_grad_(True)
     z = torch.randn((batch, z_dim), generator=gen).to(device)
     with torch.no_grad(), autocast(tc, device):
-        fake = G.synthesis(sample_ws(G, z, tc.style_mixing, gen, None), noise="random")
+        fake = heard(G.synthesis(sample_ws(G, z, tc.style_mixing, gen, None), noise="random"), tc, seed=step)
     do_r1 = tc.r1_interval > 0 and step % tc.r1_interval == 0
     real = real.detach().requires_grad_(do_r1)
     # R1 differentiates D's gradient: kept in float32, where a bf16 gradient norm would be too coarse.
@@ -254,9 +267,16 @@ def generate(G: Generator, n: int, seed: int, batch: int = 32, truncation: float
 
 
 def evaluate(G_ema: Generator, real_features: np.ndarray, rep: Representation, n: int, seed: int = 12345) -> dict:
+    """Fréchet distances of ``n`` EMA samples to the reals' features: ``fd`` on the images, ``fd_audio`` on the
+    spectrograms of the audio they render to (what a listener gets); diversity figures of both sets."""
+    from stylesynth.reanalysis import reanalyse
+
     fake = generate(G_ema, n, seed)
     fake_features = features.batch_features(fake, rep)
     figures = {"fd": features.frechet_distance(fake_features, real_features)}
+    if tuple(fake.shape[1:]) == (rep.rows, rep.frames):          # not for the tiny test config's crops
+        heard_features = features.batch_features(reanalyse(fake, rep), rep)
+        figures["fd_audio"] = features.frechet_distance(heard_features, real_features)
     figures.update({f"fake_{k}": v for k, v in features.diversity(fake_features).items()})
     figures.update({f"real_{k}": v for k, v in features.diversity(real_features).items()})
     return figures
@@ -315,14 +335,21 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             tqdm.write(f"[train {tc.model}] {msg}")
 
     config_path = run_dir / "config.json"
+    switched_to_reanalysis = False
     if config_path.is_file():       # resuming: the run's own config wins over the command line's architecture
         saved = json.loads(config_path.read_text())
         arch = ModelConfig.from_json(saved["architecture"])
-        kimg, data_dir, amp = tc.kimg, tc.data_dir, tc.amp
+        kimg, data_dir, amp, reanalysis = tc.kimg, tc.data_dir, tc.amp, tc.reanalysis
         tc = TrainConfig.from_json(saved["train"])
         tc.kimg, tc.data_dir, tc.amp = kimg, data_dir or tc.data_dir, amp   # these may change on a resume
+        if reanalysis and not tc.reanalysis:        # switched on for the rest of the run (a fine-tune); never off
+            tc.reanalysis = switched_to_reanalysis = True
+            log("reanalysis switched on: D judges the fakes' sound from here on; best/ is chosen by fd_audio")
     arch = arch or default_architecture(tc.model)
     rep = REPRESENTATIONS[tc.model]
+    if tc.reanalysis and (arch.rows, arch.frames) != (rep.rows, rep.frames):
+        raise ValueError(f"--reanalysis needs full {rep.rows}x{rep.frames} images (PGHI works on the whole "
+                         f"lattice); this architecture makes {arch.rows}x{arch.frames}")
     if not tc.data_dir:
         tc.data_dir = str(run_dir / "data")
     if main:
@@ -347,6 +374,8 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
     if (run_dir / "state.safetensors").is_file():
         state.update(load_state(run_dir, G, D, G_ema, opt_g, opt_d))
         log(f"resumed at step {state['step']} ({state['nimg'] / 1000:.1f} kimg)")
+        if switched_to_reanalysis:
+            state["best_fd"] = None             # the image FD it held is not comparable with fd_audio
     elif warm_start:
         folder = checkpoint.resolve(warm_start)
         shipped, meta = checkpoint.load_generator(folder, device)
@@ -415,8 +444,9 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
                                run_dir / "samples" / f"kimg{state['nimg'] // 1000:05d}.png", cols=8,
                                suptitle=f"{tc.model} EMA generator, {state['nimg'] / 1000:.1f} kimg, "
                                         f"FD {figures['fd']:.2f}")
-        if state["best_fd"] is None or figures["fd"] < state["best_fd"]:
-            state["best_fd"] = figures["fd"]
+        score = figures.get("fd_audio", figures["fd"]) if tc.reanalysis else figures["fd"]
+        if state["best_fd"] is None or score < state["best_fd"]:
+            state["best_fd"] = score
             export(run_dir / "best", figures)
             if export_to:
                 export(Path(export_to), figures)

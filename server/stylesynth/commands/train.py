@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many steps (for smoke tests)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the loss passes (2-2.7x faster on CPUs with avx512_bf16; R1 in fp32)")
+    p.add_argument("--reanalysis", action="store_true",
+                   help="the discriminator judges each fake's sound (image -> PGHI -> waveform -> image) rather than "
+                        "the image, so onsets survive rendering; about 2x slower steps. On a resume it switches the "
+                        "run over for good (best/ is then chosen by fd_audio)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -80,6 +84,7 @@ def run(args) -> int:
     if args.data:
         tc.data_dir = args.data
     tc.amp = "bf16" if args.bf16 else "none"
+    tc.reanalysis = tc.reanalysis or args.reanalysis
     run_dir = Path(args.run_dir or f"runs/{args.model}")
     warm = None
     if args.warm_start == "auto":
