@@ -8,6 +8,12 @@ levels, centroid, flatness, onset rate, envelope) between ``n`` generated clips 
   at this ``n``: finite samples never give 0);
 * **the ceiling**: FD of an untrained generator of the same architecture (random weights, seed 0).
 
+Generated clips are measured as they are heard (``--on audio``, the default): each image goes through PGHI to a
+waveform and is analysed again (:func:`stylesynth.reanalysis.reanalyse`), since an image need not be the transform of
+any sound (the session-2 models' onsets vanished in rendering). ``--on image`` measures the generator's images
+themselves, as training used to. A fourth row, real set B through the same PGHI round trip, shows what the renderer
+alone costs a perfect generator.
+
 Headline: FD(model) / FD(floor); goal <= 2x. Coverage, because a low FD can hide a collapsed model:
 
 * quantiles of onset count, spectral centroid, event length and event fraction, generated vs real;
@@ -51,6 +57,9 @@ def parse_args(argv):
     ap.add_argument("--model", default="hits", help="shipped model name or checkpoint folder (default: hits)")
     ap.add_argument("--n", type=int, help="clips per set (default 500; quick 128)")
     ap.add_argument("--truncation", type=float, default=1.0, help="psi for the generated set (default 1.0: none)")
+    ap.add_argument("--on", choices=["audio", "image"], default="audio",
+                    help="measure generated clips on their rendered audio (PGHI, analysed again; default) or on the "
+                         "generator's images")
     ap.add_argument("--quick", action="store_true", help="n = 128 (under a minute)")
     ap.add_argument("--json", metavar="PATH", help="write all figures (and machine info) as JSON")
     ap.add_argument("--png", metavar="PATH", help="16 generated vs 16 real spectrograms (default: next to --json, "
@@ -157,6 +166,18 @@ def coverage(attrs: dict) -> dict:
     return out
 
 
+def heard(specs, rep, batch: int = 32):
+    """Images (N, rows, frames) -> the spectrograms of the audio they render to (PGHI, analysed again)."""
+    import numpy as np
+    import torch
+
+    from stylesynth.reanalysis import reanalyse
+
+    with torch.no_grad():
+        return np.concatenate([reanalyse(torch.as_tensor(specs[i:i + batch]).float(), rep, seed=i).numpy()
+                               for i in range(0, len(specs), batch)])
+
+
 def shares(labels: list[str], classes: list[str]) -> dict:
     return {c: labels.count(c) / max(len(labels), 1) for c in classes}
 
@@ -207,13 +228,21 @@ def main(argv=None) -> int:
         raise common.BenchError(f"--model {folder}: the generator outputs NaN or inf")
 
     t0 = time.perf_counter()
+    real_b_heard = heard(real_b.specs.float().numpy(), rep)
+    if args.on == "audio":
+        print(f"rendering and re-analysing {args.n} clips per set ...", flush=True)
+        fake, untrained = heard(fake, rep), heard(untrained, rep)
+    render_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     f_a, f_b = features.batch_features(real_a.specs, rep), features.batch_features(real_b.specs, rep)
     f_fake, f_untrained = features.batch_features(fake, rep), features.batch_features(untrained, rep)
+    f_b_heard = features.batch_features(real_b_heard, rep)
     feat_s = time.perf_counter() - t0
 
     fd = {"model": features.frechet_distance(f_fake, f_a),
           "floor_real_vs_real": features.frechet_distance(f_b, f_a),
-          "untrained": features.frechet_distance(f_untrained, f_a)}
+          "untrained": features.frechet_distance(f_untrained, f_a),
+          "real_b_through_pghi": features.frechet_distance(f_b_heard, f_a)}
     ratios = {"model_over_floor": fd["model"] / fd["floor_real_vs_real"],
               "untrained_over_floor": fd["untrained"] / fd["floor_real_vs_real"]}
 
@@ -227,8 +256,9 @@ def main(argv=None) -> int:
     nn_accuracy = float(np.mean([p == t for p, t in zip(nn_b, labels_b)]))
     class_shares = {"real_labels": shares(labels_a, classes), "real_b_nearest": shares(nn_b, classes),
                     "model_nearest": shares(nn_fake, classes), "untrained_nearest": shares(nn_untrained, classes)}
+    (s_b_heard,) = standardise(f_a, f_b_heard)[1:]
     pr = {"model": precision_recall(s_a, s_fake), "floor_real_vs_real": precision_recall(s_a, s_b),
-          "untrained": precision_recall(s_a, s_untrained)}
+          "untrained": precision_recall(s_a, s_untrained), "real_b_through_pghi": precision_recall(s_a, s_b_heard)}
     cov = {"real": coverage(attributes(f_a, rep)), "model": coverage(attributes(f_fake, rep)),
            "untrained": coverage(attributes(f_untrained, rep))}
 
@@ -243,11 +273,13 @@ def main(argv=None) -> int:
 
     # ---- report
     print(f"\nQuality benchmark: model {folder} ({kind}), n = {args.n} per set, truncation {args.truncation:g}, "
-          f"features: {len(features.FEATURE_NAMES)} ({features.__name__})")
+          f"features: {len(features.FEATURE_NAMES)} ({features.__name__}), generated clips measured on their "
+          f"{'rendered audio' if args.on == 'audio' else 'images'}")
     print(f"{'set vs held-out real A (seed ' + str(seed_a) + ')':44s}{'FD':>9s}{'/ floor':>9s}{'precision':>11s}"
           f"{'recall':>8s}")
     rows = [("floor: held-out real B (seed " + str(seed_b) + ")", "floor_real_vs_real"),
-            ("model", "model"), ("untrained generator (same architecture)", "untrained")]
+            ("model", "model"), ("untrained generator (same architecture)", "untrained"),
+            ("real B through PGHI (the renderer's own cost)", "real_b_through_pghi")]
     for label, key in rows:
         print(f"{label:44s}{fd[key]:9.2f}{fd[key] / fd['floor_real_vs_real']:8.2f}x{pr[key]['precision']:11.2f}"
               f"{pr[key]['recall']:8.2f}")
@@ -270,7 +302,8 @@ def main(argv=None) -> int:
                        ("model_nearest", "model (nearest)"), ("untrained_nearest", "untrained (nearest)")):
         print(f"{label:30s}" + "".join(f"{class_shares[key][c]:11.2f}" for c in classes))
     print(f"\nspectrograms: {png}")
-    print(f"time: held-out data {data_s:.0f} s, generation {gen_s:.0f} s, features {feat_s:.0f} s")
+    print(f"time: held-out data {data_s:.0f} s, generation {gen_s:.0f} s, rendering {render_s:.0f} s, "
+          f"features {feat_s:.0f} s")
 
     goals = [common.goal(f"FD(model) <= {GOAL_RATIO:g}x the real-vs-real floor", ratios["model_over_floor"] <=
                          GOAL_RATIO, f"{ratios['model_over_floor']:.2f}x; untrained "
@@ -280,10 +313,12 @@ def main(argv=None) -> int:
     doc = {"benchmark": "quality", "machine": machine, "quick": bool(args.quick),
            "model": {"path": str(folder), "family": G.cfg.family, "training": meta.get("training", {})},
            "data": {"kind": kind, "n": args.n, "seeds": [seed_a, seed_b], "generated_seed": GEN_SEED,
-                    "truncation": args.truncation, "untrained_weights_seed": UNTRAINED_SEED},
+                    "truncation": args.truncation, "untrained_weights_seed": UNTRAINED_SEED,
+                    "generated_measured_on": args.on},
            "fd": fd, "ratios": ratios, "precision_recall": pr, "coverage": cov,
            "classes": {"shares": class_shares, "nearest_rule_accuracy_on_real_b": nn_accuracy},
-           "png": str(png), "timing_s": {"data": data_s, "generate": gen_s, "features": feat_s},
+           "png": str(png), "timing_s": {"data": data_s, "generate": gen_s, "render": render_s,
+                                         "features": feat_s},
            "goals": goals, "settings": {k: v for k, v in vars(args).items() if k != "json"}}
     common.finish(doc, args.json, started)
     return 0
