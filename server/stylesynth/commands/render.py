@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--lufs", type=float, default=-14.0, help="loudness target (default -14 LUFS)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("-o", "--output", required=True, help="output wav")
-    p.add_argument("--png", help="also draw the spectrogram here (seconds, Hz, dB)")
+    p.add_argument("--png", help="also draw the spectrogram of the written audio here (seconds, Hz, dB)")
     p.set_defaults(func=run)
 
 
@@ -97,7 +97,11 @@ def run(args) -> int:
           + ", ".join(f"{k} {v:.1f} ms" for k, v in clip.timings.items()) + ")")
     if args.png:
         label = ", ".join(f"{k}={v}" for k, v in state.as_dict().items() if v != P.PARAMS[k].default)
-        plots.spectrogram_png(clip.spec, synth.rep, args.png, title=f"{synth.name}: {label or 'defaults'}")
+        # The picture is of the wav written, analysed again: the generator's image can hold what no waveform has
+        # (onsets sharper than the window), and the sound is what the user gets.
+        from stylesynth.spectrogram import encode
+        heard = encode(clip.audio, synth.rep) if clip.sample_rate == synth.rep.sample_rate else clip.spec
+        plots.spectrogram_png(heard, synth.rep, args.png, title=f"{synth.name}: {label or 'defaults'}")
         print(f"wrote {args.png}")
     return 0
 
