@@ -48,8 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the loss passes (2-2.7x faster on CPUs with avx512_bf16; R1 in fp32)")
     p.add_argument("--reanalysis", action="store_true",
-                   help="the discriminator judges each fake's sound (image -> PGHI -> waveform -> image) rather than "
-                        "the image, so onsets survive rendering; about 2x slower steps. On a resume it switches the "
+                   help="the discriminator judges sounds, not images: fakes and reals alike go image -> PGHI -> "
+                        "waveform -> image, so G learns images whose audio is right (onsets survive rendering). On a resume it switches the "
                         "run over for good (best/ is then chosen by fd_audio)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
