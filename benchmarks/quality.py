@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -60,6 +61,9 @@ def parse_args(argv):
     ap.add_argument("--on", choices=["audio", "image"], default="audio",
                     help="measure generated clips on their rendered audio (PGHI, analysed again; default) or on the "
                          "generator's images")
+    ap.add_argument("--refine", type=int, default=0, metavar="N",
+                    help="fast Griffin-Lim iterations after PGHI when rendering (as 'stylesynth render --refine'; "
+                         "default 0, as the server plays)")
     ap.add_argument("--quick", action="store_true", help="n = 128 (under a minute)")
     ap.add_argument("--json", metavar="PATH", help="write all figures (and machine info) as JSON")
     ap.add_argument("--png", metavar="PATH", help="16 generated vs 16 real spectrograms (default: next to --json, "
@@ -108,6 +112,8 @@ def real_set(kind: str, n: int, seed: int, root: Path, workers: int):
 
     folder = root / f"{kind}-seed{seed}-n{n}"
     if not (folder / dataset.META_FILE).is_file():
+        if folder.is_dir():         # an interrupted earlier run's leftovers, in the benchmark's own cache folder
+            shutil.rmtree(folder)
         dataset.make(kind, n, folder, seed=seed, workers=workers, shard_size=max(n, 1), progress=False)
     return dataset.load(folder)
 
@@ -166,16 +172,21 @@ def coverage(attrs: dict) -> dict:
     return out
 
 
-def heard(specs, rep, batch: int = 32):
-    """Images (N, rows, frames) -> the spectrograms of the audio they render to (PGHI, analysed again)."""
+def heard(specs, rep, refine: int = 0, batch: int = 32):
+    """Images (N, rows, frames) -> the spectrograms of the audio they render to (PGHI and ``refine`` fast
+    Griffin-Lim iterations, as ``stylesynth render --refine``; analysed again)."""
     import numpy as np
     import torch
 
-    from stylesynth.reanalysis import reanalyse
+    from stylesynth.reanalysis import analyse
+    from stylesynth.waveform import spectrogram_to_audio_batch
 
-    with torch.no_grad():
-        return np.concatenate([reanalyse(torch.as_tensor(specs[i:i + batch]).float(), rep, seed=i).numpy()
-                               for i in range(0, len(specs), batch)])
+    out = []
+    for i in range(0, len(specs), batch):
+        chunk = np.asarray(specs[i:i + batch], dtype=np.float32)
+        audio = spectrogram_to_audio_batch(chunk, rep, refine=refine, lufs=None, seed=i)
+        out.append(analyse(torch.from_numpy(audio), rep).numpy())
+    return np.concatenate(out)
 
 
 def shares(labels: list[str], classes: list[str]) -> dict:
@@ -228,10 +239,10 @@ def main(argv=None) -> int:
         raise common.BenchError(f"--model {folder}: the generator outputs NaN or inf")
 
     t0 = time.perf_counter()
-    real_b_heard = heard(real_b.specs.float().numpy(), rep)
+    real_b_heard = heard(real_b.specs.float().numpy(), rep, args.refine)
     if args.on == "audio":
         print(f"rendering and re-analysing {args.n} clips per set ...", flush=True)
-        fake, untrained = heard(fake, rep), heard(untrained, rep)
+        fake, untrained = heard(fake, rep, args.refine), heard(untrained, rep, args.refine)
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     f_a, f_b = features.batch_features(real_a.specs, rep), features.batch_features(real_b.specs, rep)
@@ -279,7 +290,8 @@ def main(argv=None) -> int:
           f"{'recall':>8s}")
     rows = [("floor: held-out real B (seed " + str(seed_b) + ")", "floor_real_vs_real"),
             ("model", "model"), ("untrained generator (same architecture)", "untrained"),
-            ("real B through PGHI (the renderer's own cost)", "real_b_through_pghi")]
+            (f"real B rendered (PGHI{f' + {args.refine} FGLA' if args.refine else ''}: its own cost)",
+             "real_b_through_pghi")]
     for label, key in rows:
         print(f"{label:44s}{fd[key]:9.2f}{fd[key] / fd['floor_real_vs_real']:8.2f}x{pr[key]['precision']:11.2f}"
               f"{pr[key]['recall']:8.2f}")
@@ -314,7 +326,7 @@ def main(argv=None) -> int:
            "model": {"path": str(folder), "family": G.cfg.family, "training": meta.get("training", {})},
            "data": {"kind": kind, "n": args.n, "seeds": [seed_a, seed_b], "generated_seed": GEN_SEED,
                     "truncation": args.truncation, "untrained_weights_seed": UNTRAINED_SEED,
-                    "generated_measured_on": args.on},
+                    "generated_measured_on": args.on, "refine": args.refine},
            "fd": fd, "ratios": ratios, "precision_recall": pr, "coverage": cov,
            "classes": {"shares": class_shares, "nearest_rule_accuracy_on_real_b": nn_accuracy},
            "png": str(png), "timing_s": {"data": data_s, "generate": gen_s, "render": render_s,

@@ -96,7 +96,7 @@ def test_quality_smoke(small_model, tmp_path):
     # an untrained small generator is nowhere near the procedural sounds: far above the real-vs-real floor
     assert fd["model"] > 3 * fd["floor_real_vs_real"]
     # generated clips are measured as heard; real clips through the same PGHI round trip are a reported row
-    assert doc["data"]["generated_measured_on"] == "audio" and "real B through PGHI" in stdout
+    assert doc["data"]["generated_measured_on"] == "audio" and "real B rendered (PGHI" in stdout
     assert doc["ratios"]["model_over_floor"] == pytest.approx(fd["model"] / fd["floor_real_vs_real"])
     assert doc["data"]["seeds"][0] != doc["data"]["seeds"][1] and 0 not in doc["data"]["seeds"]   # trained on 0
     for name in ("real", "model", "untrained"):
