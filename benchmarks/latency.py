@@ -23,6 +23,13 @@ Measured:
   sample at the output (the first replayed swap after its ``/synced``, see :func:`storm_messages`). Coalesced
   regenerations and xruns are counted.
 
+The benchmark's own work must not move the figures. Its JACK recorder is a Python callback that needs this
+process's GIL every period, so nothing heavy runs here while it records: every recording is analysed after the last
+storm, once the recorder has stopped (replaying a storm here between storms held the GIL long enough for the
+recorder to miss its period: a JACK xrun, counted by the server too). And ``/synced`` times are the kernel's arrival
+stamps of the reply (``SO_TIMESTAMPNS``), not the moment the receiving thread got the CPU and the GIL back (2-11 ms
+later while the server kept both cores busy, which matched a storm message to the clip after its own).
+
 Usage::
 
     python benchmarks/latency.py --model hits          # full run (~2 min)
@@ -44,6 +51,7 @@ import queue  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,7 +74,7 @@ from stylesynth.playback import Player, PreparedClip, resample_circular  # noqa:
 RATE, PERIOD = 48000, 256
 GOAL_P99_MS = 30.0
 SYNC_EVERY = 4     # every 4th storm message is followed by /sync and measured (more would load the server more)
-SYNC_SLACK = 1.0   # ms: a render's /synced leaves the server just after its hand-over and arrives here this late
+SYNC_SLACK = 1.0   # ms: a render's /synced leaves the server this long after its hand-over at most
 STORM_RATE = 200.0
 STYLESYNTH = Path(sys.executable).with_name("stylesynth")
 
@@ -166,6 +174,7 @@ class Recorder:
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
+        self._active = True
         for _ in range(200):
             try:
                 self.client.connect("stylesynth:out_0", self.port)
@@ -194,8 +203,14 @@ class Recorder:
         while self.last < index and time.monotonic() < deadline:
             time.sleep(0.005)
 
+    def stop(self) -> None:
+        """Stop recording (the buffer stays): nothing the analysis does can make the recorder miss a period."""
+        if self._active:
+            self.client.deactivate()
+            self._active = False
+
     def close(self) -> None:
-        self.client.deactivate()
+        self.stop()
         self.client.close()
 
 
@@ -211,16 +226,46 @@ def engine_mode(log: str) -> str:
     return f"pipeline (stages took turns {turns}x, overlapped again {again}x)" if turns else "pipeline"
 
 
+# Python's socket module does not export it; 35 on Linux's common architectures (asm-generic), whose control message
+# (SCM_TIMESTAMPNS, the same number) carries a struct timespec.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+
+
+def kernel_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each datagram with its arrival time (Linux); False where it cannot."""
+    if SO_TIMESTAMPNS is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return True
+    except OSError:
+        return False
+
+
+def arrival_time(ancillary: list) -> float:
+    """``time.perf_counter()`` of a datagram's arrival: the kernel's stamp (CLOCK_REALTIME, moved onto the
+    perf_counter clock through a reading of both taken now) or, without one, now."""
+    before = time.perf_counter()
+    realtime = time.time()
+    now = time.perf_counter()
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) in (8, 16):
+            sec, nsec = struct.unpack("qq" if len(payload) == 16 else "ii", payload)
+            return min(now, (before + now) / 2 + (sec + nsec * 1e-9 - realtime))
+    return now
+
+
 class Osc:
-    """OSC client: one thread receives and timestamps (``/synced`` times are measurements: nothing may delay
-    them), a second reads each announced wav at once (the server prunes old ones). Clips are resampled to the
-    JACK rate only when the analysis asks (:meth:`clip`), after the measured window: the benchmark must not take
-    CPU from the server it measures while a storm runs."""
+    """OSC client: one thread receives (``/synced`` times are measurements: each reply carries the kernel's
+    arrival stamp, see :func:`arrival_time`), a second reads each announced wav at once (the server prunes old
+    ones). Clips are resampled to the JACK rate only when the analysis asks (:meth:`clip`), after the recording:
+    the benchmark must not take CPU from the server it measures, nor the GIL from its own recorder."""
 
     def __init__(self, port: int):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
+        self.stamped = kernel_timestamps(self.sock)
         self.target = ("127.0.0.1", port)
         self.clips: dict[int, tuple[np.ndarray, int]] = {}   # seq -> (samples, rate) as announced
         self._resampled: dict[int, np.ndarray] = {}
@@ -242,10 +287,10 @@ class Osc:
     def _run(self) -> None:
         while self.running:
             try:
-                data, _ = self.sock.recvfrom(65536)
+                data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except (socket.timeout, OSError):
                 continue
-            t = time.perf_counter()
+            t = arrival_time(ancillary)
             msg = OscMessage(data)
             if msg.address == "/stylesynth/audio/file":
                 self._files.put(msg.params)
@@ -445,20 +490,20 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
                          "storm_all_unmatched": 0, "storm_all_swap_wait": []}
         seed = 1000
 
+        # What each trial needs to be found in the recording, analysed once the recording is over (see the
+        # module docstring): (f_send, seq playing) per gain change, (f_send, old seq, new seq, end frame) per
+        # change at rest, (f_start, f_send, seq before, final seq, sent) per storm.
+        gain_trials, rest_trials, storm_trials = [], [], []
+
         # Baseline: a gain change (no regeneration).
         for i in range(max(3, trials // 3)):
             time.sleep(0.25 + rng.random() * 0.1)
-            clip = osc.clip(seq_now())
+            seq = seq_now()
             f_send = recorder.now()
             osc.send("/stylesynth/gain", -1.0 if i % 2 == 0 else 0.0)
             recorder.wait_until(f_send + RATE // 2)
-            if i % 2 == 1:
-                continue  # measured only from unit gain, where the clip is known sample for sample
-            b = find_gain_change(recorder.buffer, f_send, clip)
-            if b is None:
-                results["unmatched"] += 1
-            else:
-                results["baseline_gain"].append((b - f_send) / RATE * 1000)
+            if i % 2 == 0:  # measured only from unit gain, where the clip is known sample for sample
+                gain_trials.append((f_send, seq))
         osc.send("/stylesynth/gain", 0.0)
         osc.sync("gain-done")
         time.sleep(0.3)
@@ -474,16 +519,7 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             results["rest_notify"].append((t_ready - t_send) * 1000)
             osc.wait_clip(old_seq + 1)
             recorder.wait_until(f_send + RATE // 2)
-            new_seq = seq_now()
-            b = None
-            if new_seq == old_seq + 1:
-                swaps = replay_swaps(recorder.buffer, f_send, recorder.now() - RATE // 3, osc.clip(old_seq),
-                                     {new_seq: osc.clip(new_seq)})
-                b = next((frame for seq, frame in swaps or [] if seq == new_seq), None)
-            if b is None:
-                results["unmatched"] += 1
-            else:
-                results["rest_sample"].append((b - f_send) / RATE * 1000)
+            rest_trials.append((f_send, old_seq, seq_now(), recorder.now() - RATE // 3))
 
         status_before = osc.request("/status", "/status.reply")
         # Storms: a slider at 200 msg/s, then one final message.
@@ -513,7 +549,29 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             time.sleep(0.1)
             osc.sync(f"storm-{s}-settled")
             time.sleep(0.05)
-            final = seq_now()
+            storm_trials.append((f_start, f_send, before_seq, seq_now(), sent))
+            time.sleep(0.3)
+        status = osc.request("/status", "/status.reply")
+        graph_xruns = recorder.xruns
+        recorder.stop()
+
+        # The analysis, with the recording over.
+        for f_send, seq in gain_trials:
+            b = find_gain_change(recorder.buffer, f_send, osc.clip(seq))
+            if b is None:
+                results["unmatched"] += 1
+            else:
+                results["baseline_gain"].append((b - f_send) / RATE * 1000)
+        for f_send, old_seq, new_seq, end in rest_trials:
+            b = None
+            if new_seq == old_seq + 1:
+                swaps = replay_swaps(recorder.buffer, f_send, end, osc.clip(old_seq), {new_seq: osc.clip(new_seq)})
+                b = next((frame for seq, frame in swaps or [] if seq == new_seq), None)
+            if b is None:
+                results["unmatched"] += 1
+            else:
+                results["rest_sample"].append((b - f_send) / RATE * 1000)
+        for f_start, f_send, before_seq, final, sent in storm_trials:
             swaps = replay_swaps(recorder.buffer, f_start, f_send + RATE // 2, osc.clip(before_seq),
                                  {q: osc.clip(q) for q in list(osc.clips) if before_seq < q <= final})
             b = next((frame for seq, frame in swaps or [] if seq == final), None)
@@ -522,8 +580,6 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             else:
                 results["storm_sample"].append((b - f_send) / RATE * 1000)
             storm_messages(results, sent, osc, swaps)
-            time.sleep(0.3)
-        status = osc.request("/status", "/status.reply")
         return {
             "model": status[0], "slider": slider, "trials": trials, "storms": storms,
             "server_cores": len(cpus) if cpus else len(os.sched_getaffinity(0)),
@@ -540,7 +596,7 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             "unmatched_trials": results["unmatched"],
             "storm_messages_unmatched": results["storm_all_unmatched"],
             "regenerations": status[1], "coalesced_in_storms": status[2] - status_before[2],
-            "coalesced_total": status[2], "server_xruns": status[4], "graph_xruns": recorder.xruns,
+            "coalesced_total": status[2], "server_xruns": status[4], "graph_xruns": graph_xruns,
             "server_regeneration_p50_ms": status[5], "server_regeneration_p99_ms": status[6],
         }
     finally:
@@ -609,6 +665,10 @@ def main(argv=None) -> int:
     if args.quick:
         args.trials, args.storms, args.storm_seconds = 10, 4, 0.6
     slider = args.slider or _default_slider(args.model)
+    # The recorder's callback is Python: it must get the GIL within a period although this process's OSC and
+    # file threads run Python too, and CPython passes the GIL on only every switch interval (5 ms by default,
+    # about a period): as the server does, ask for 0.5 ms.
+    sys.setswitchinterval(0.0005)
     t0 = time.perf_counter()
     load_before = os.getloadavg()   # other work on the machine shifts every figure: keep it beside them
     result = run(args.model, args.trials, args.storms, args.storm_seconds, slider, server_cpus(args.server_cores))
