@@ -13,8 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from stylesynth.engine import OVERLAP_PROBE_EVERY, STAGE_WINDOW, Engine, usable_cores
+from stylesynth.engine import Engine, usable_cores
 from stylesynth.gaver_synth import GaverSynth
+from stylesynth.overlap import OVERLAP_PROBE_EVERY, STAGE_WINDOW, OverlapPolicy
 from stylesynth.playback import CROSSFADE_SECONDS, Player, prepare_clip, resample_circular
 from stylesynth.state import DEFAULT, ControlError
 
@@ -547,10 +548,10 @@ def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
     try:
         for _ in range(STAGE_WINDOW):                        # one core, shared (its own passes will not outvote)
             for stage, alone, beside in (("generate", 7.0, 11.0), ("finish", 4.0, 8.0)):
-                engine._measure(stage, alone, overlapped=False)
-                engine._measure(stage, beside, overlapped=True)
-        assert not engine.overlap_pays()
-        engine._turns = 0
+                engine.overlap.measure(stage, alone, overlapped=False)
+                engine.overlap.measure(stage, beside, overlapped=True)
+        assert not engine.overlap.pays()
+        engine.overlap.turns = 0
         synth.gate.clear()
         synth.finishing.clear()
         engine.set_param("brightness", 1.0)
@@ -560,7 +561,7 @@ def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
         synth.gate.set()
         assert synth.wait_logged(("generate", 2.0, "engine-generate"))
         assert engine.wait_idle(10) and engine.last_clip["state"].brightness == 2.0
-        engine._turns = OVERLAP_PROBE_EVERY                  # time for a probe: overlap again, once
+        engine.overlap.turns = OVERLAP_PROBE_EVERY           # time for a probe: overlap again, once
         synth.gate.clear()
         synth.finishing.clear()
         engine.set_param("brightness", 3.0)
@@ -575,22 +576,25 @@ def test_stages_take_turns_when_the_generator_gets_no_core_of_its_own():
 
 
 def test_overlap_pays_while_a_message_waits_less_than_with_the_stages_in_turn():
-    engine = Engine(lambda name: GaverSynth(), pipeline=True)
-    assert engine.overlap_pays()                                   # nothing measured yet: try
+    policy = OverlapPolicy()
+    assert policy.pays() and policy.may_overlap()                  # nothing measured yet: try
     for _ in range(20):                                            # two free cores: the GIL costs ~1 ms
-        engine._measure("generate", 7.0, overlapped=False)
-        engine._measure("finish", 4.0, overlapped=False)
-        engine._measure("generate", 8.0, overlapped=True)
-        engine._measure("finish", 4.5, overlapped=True)
-    assert engine.overlap_pays() and engine._turns == 0            # 2 * 8 + 4.5 < 2 * (7 + 4)
+        policy.measure("generate", 7.0, overlapped=False)
+        policy.measure("finish", 4.0, overlapped=False)
+        policy.measure("generate", 8.0, overlapped=True)
+        policy.measure("finish", 4.5, overlapped=True)
+    assert policy.pays() and policy.turns == 0                     # 2 * 8 + 4.5 < 2 * (7 + 4)
     for _ in range(20):                                            # one core shared: each slowed by the other
-        engine._measure("generate", 11.0, overlapped=True)
-        engine._measure("finish", 8.0, overlapped=True)
-    assert engine.stage_ms["generate"]["beside"] == 11.0 and not engine.overlap_pays()
-    engine._measure("finish", 300.0, overlapped=False)             # a hiccup (a first pass) does not decide
-    assert engine.stage_ms["finish"]["alone"] == 4.0
-    engine._measure("generate", 7.0, overlapped=False)             # alone: counts towards the next probe
-    assert engine._turns == 1
+        policy.measure("generate", 11.0, overlapped=True)
+        policy.measure("finish", 8.0, overlapped=True)
+    assert policy.stage_ms["generate"]["beside"] == 11.0 and not policy.pays()
+    policy.measure("finish", 300.0, overlapped=False)              # a hiccup (a first pass) does not decide
+    assert policy.stage_ms["finish"]["alone"] == 4.0
+    policy.measure("generate", 7.0, overlapped=False)              # alone: counts towards the next probe
+    assert policy.turns == 1 and not policy.may_overlap()
+    for _ in range(OVERLAP_PROBE_EVERY - 1):
+        policy.measure("generate", 7.0, overlapped=False)
+    assert policy.may_overlap()                                    # a probe is due
 
 
 @pytest.mark.parametrize("stage", ["generate", "finish"])

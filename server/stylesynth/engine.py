@@ -8,11 +8,11 @@ skipped states are counted as ``coalesced``).
 Rendering is a two-stage pipeline on two threads, one clip apart: stage 1 (``engine-generate``) takes the newest
 state and runs the latent and the generator; stage 2 (``engine-finish``) turns the previous spectrogram into sound
 (PGHI, loudness, resampling) and hands it to the player. So a change arriving just after a render started waits
-for one generator pass, not a whole render, before its own begins. That needs a core per stage: the engine times
-each stage alone and beside the other, and where overlapping would make a message wait longer than taking turns
-(the machine is busy: the stages only share a core), stage 1 waits for stage 2 to finish instead, as one worker
-would, and probes the overlap again every :data:`OVERLAP_PROBE_EVERY` passes. With one core in the process's
-affinity the engine does not split them at all: one thread (``pipeline=False``).
+for one generator pass, not a whole render, before its own begins. That needs a core per stage: where overlapping
+would make a message wait longer than taking turns (the machine is busy: the stages only share a core), stage 1
+waits for stage 2 to finish instead, as one worker would; :class:`stylesynth.overlap.OverlapPolicy` decides that
+from the stages' measured pass times. With one core in the process's affinity the engine does not split them at
+all: one thread (``pipeline=False``).
 
 Between the stages is one slot, never a queue, and stage 1 takes a state only while the slot is empty: a
 spectrogram made while another still waits could only replace it or queue behind it, and either way it would have
@@ -41,17 +41,13 @@ from typing import Callable
 import numpy as np
 
 from stylesynth import params as P
+from stylesynth.overlap import OverlapPolicy
 from stylesynth.playback import Player, prepare_clip
 from stylesynth.state import DEFAULT, ControlError, ControlState
 
 log = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 500  # regenerations kept for the p50/p99 figures
-# A message arriving in a storm waits at worst a whole pass of what is running, then its own render: overlapped
-# 2 G' + F' (G, F: generator and stage-2 passes; primed: beside each other), in turn 2 (G + F). Two free cores:
-# G' ~ G + 1 ms (the GIL), overlap wins by ~F; one shared core: G' ~ G + F and F' ~ 2 F, it loses.
-OVERLAP_PROBE_EVERY = 16   # generator passes in turn-taking mode between two overlapped probes
-STAGE_WINDOW = 15          # recent passes whose median is a stage's time (a first pass or a hiccup is no guide)
 
 Listener = Callable[[str, dict], None]
 
@@ -131,10 +127,7 @@ class Engine:
         self._finishing = False           # stage 2 is finishing a job
         self._submitted_key = None        # render key of the newest state stage 1 rendered (its sound is coming)
         self._jobs = 0                    # render jobs submitted so far
-        # Recent pass times (ms) of each stage alone and beside the other: whether the stages overlap.
-        self._passes = {(stage, kind): collections.deque(maxlen=STAGE_WINDOW)
-                        for stage in ("generate", "finish") for kind in ("alone", "beside")}
-        self._turns = 0                   # generator passes taken in turn since the last overlapped one
+        self.overlap = OverlapPolicy()    # whether stage 1 may start beside stage 2 (pipeline only)
         self._takes = 0                   # states stage 1 has taken so far
         self._changes_since_take = 0
         self._request_time = 0.0          # perf_counter of the oldest change not yet taken by the worker
@@ -419,7 +412,7 @@ class Engine:
         while True:
             with self._lock:
                 while self._running and (not self._dirty or self._handoff is not None or
-                                         (self._finishing and not self._may_overlap())):
+                                         (self._finishing and not self.overlap.may_overlap())):
                     self._lock.wait()
                 if not self._running:
                     return
@@ -442,41 +435,6 @@ class Engine:
             finally:
                 self._submit(job)
 
-    @property
-    def stage_ms(self) -> dict:
-        """Median recent pass of each stage, alone and beside the other (ms; None until measured)."""
-        out: dict = {"generate": {}, "finish": {}}
-        for (stage, kind), passes in self._passes.items():
-            out[stage][kind] = float(np.median(passes)) if passes else None
-        return out
-
-    def overlap_pays(self) -> bool:
-        """Whether a storm's message waits less with the stages overlapped than in turn (yes until measured)."""
-        times = self.stage_ms
-        g, f = times["generate"], times["finish"]
-        if None in (g["alone"], g["beside"], f["alone"], f["beside"]):
-            return True
-        return 2 * g["beside"] + f["beside"] < 2 * (g["alone"] + f["alone"])
-
-    def _may_overlap(self) -> bool:
-        """Caller holds the lock: may stage 1 take a state while stage 2 works? Yes while the overlap pays, and
-        once every :data:`OVERLAP_PROBE_EVERY` passes to measure it again."""
-        return self.overlap_pays() or self._turns >= OVERLAP_PROBE_EVERY
-
-    def _measure(self, stage: str, ms: float, overlapped: bool) -> None:
-        """After a pass of ``stage`` ("generate" or "finish") that took ``ms``: update its average alone or beside
-        the other stage; log when the stages start or stop overlapping."""
-        was = self.overlap_pays()
-        self._passes[stage, "beside" if overlapped else "alone"].append(ms)
-        if stage == "generate":
-            self._turns = 0 if overlapped else self._turns + 1
-        if was != self.overlap_pays():
-            times = self.stage_ms
-            g, f = times["generate"], times["finish"]
-            log.info("render stages %s: generator %.1f ms beside stage 2, %.1f alone; stage 2 %.1f beside, %.1f "
-                     "alone", "overlap again" if not was else "take turns", g["beside"], g["alone"], f["beside"],
-                     f["alone"])
-
     def _generate(self, job: _Job, overlapped: bool = False) -> _Job:
         """Stage 1's work on one job: nothing if its sound is already playing or coming, else the renderer's
         first stage (a failure is kept for stage 2 to report in order)."""
@@ -495,7 +453,7 @@ class Engine:
             job.error = exc
         job.generated = time.perf_counter()
         if self.pipeline and job.error is None:
-            self._measure("generate", (job.generated - start) * 1000, overlapped)
+            self.overlap.measure("generate", (job.generated - start) * 1000, overlapped)
         return job
 
     def _submit(self, job: _Job) -> None:
@@ -534,15 +492,22 @@ class Engine:
                 self._finishing = False
                 if not self.pipeline:
                     self._generating = False
-                self._done_version = max(self._done_version, job.version)
-                callbacks = [cb for target, cb in self._applied_callbacks if target <= job.version]
-                self._applied_callbacks = [(t, cb) for t, cb in self._applied_callbacks if t > job.version]
                 self._lock.notify_all()
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("applied callback failed")
+            self._applied(job.version)
+
+    def _applied(self, version: int) -> None:
+        """Every change up to ``version`` is done with (its clip is with the player, or it was refused or had
+        nothing to change): call the :meth:`when_applied` callbacks waiting for them."""
+        with self._lock:
+            self._done_version = max(self._done_version, version)
+            callbacks = [cb for target, cb in self._applied_callbacks if target <= version]
+            self._applied_callbacks = [(t, cb) for t, cb in self._applied_callbacks if t > version]
+            self._lock.notify_all()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("applied callback failed")
 
     def _load_model(self, name: str, on_error) -> ControlState | None:
         if self._synth is not None and name == self._synth.name:
@@ -616,8 +581,7 @@ class Engine:
             return
         self.player.set_clip(prepared)
         done = time.perf_counter()
-        if self.pipeline:   # beside stage 1 if it was generating when this began, or began meanwhile
-            self._measure("finish", (done - t0) * 1000, job.beside[0] or job.beside[1] != self._takes)
+        beside = job.beside[0] or job.beside[1] != self._takes  # stage 1 was generating, or began meanwhile
         self._take_refusal_callbacks(job.version)
         self._rendered_key = state.render_key()
         self._rendered_state = state
@@ -629,7 +593,12 @@ class Engine:
         self.last_timings.update(wait=(t0 - job.generated) * 1000, prepare=(done - t1) * 1000)
         self.last_clip = {"seq": self._seq, "audio": audio, "sample_rate": synth.sample_rate, "clip": clip,
                           "timings": self.last_timings, "state": state}
+        # Whoever waits for these changes (/sync) hears now, before the listeners and the stage timing: the
+        # reply says the clip is with the player, and the benchmarks time the render by it.
+        self._applied(job.version)
         self._emit("clip", self.last_clip)
+        if self.pipeline:
+            self.overlap.measure("finish", (done - t0) * 1000, beside)
 
     def _refused(self, job: _Job, exc: Exception) -> None:
         """A render failed (in either stage): say so precisely, keep the previous clip, put the values back."""
