@@ -530,7 +530,10 @@ def run(model: str, trials: int, storms: int, storm_seconds: float, slider: str,
             stop_at = time.perf_counter() + storm_seconds
             k = 0
             while time.perf_counter() < stop_at:
-                value = float(np.sin(k / 20.0) * 3.0) if slider != "seed" else seed + k
+                # k + 1: the first message moves the slider too (brightness rests at sin 0 = 0 before the first
+                # storm, seed at ``seed``): a message that changes nothing is answered at once and has no changed
+                # sample to find, so the next clip's was counted as its own
+                value = float(np.sin((k + 1) / 20.0) * 3.0) if slider != "seed" else seed + k + 1
                 token = f"s{s}-{k}"
                 measured = k % SYNC_EVERY == 0
                 if measured:
