@@ -286,14 +286,14 @@ def main(argv=None) -> int:
     print(f"\nQuality benchmark: model {folder} ({kind}), n = {args.n} per set, truncation {args.truncation:g}, "
           f"features: {len(features.FEATURE_NAMES)} ({features.__name__}), generated clips measured on their "
           f"{'rendered audio' if args.on == 'audio' else 'images'}")
-    print(f"{'set vs held-out real A (seed ' + str(seed_a) + ')':44s}{'FD':>9s}{'/ floor':>9s}{'precision':>11s}"
+    print(f"{'set vs held-out real A (seed ' + str(seed_a) + ')':48s}{'FD':>9s}{'/ floor':>9s}{'precision':>11s}"
           f"{'recall':>8s}")
     rows = [("floor: held-out real B (seed " + str(seed_b) + ")", "floor_real_vs_real"),
             ("model", "model"), ("untrained generator (same architecture)", "untrained"),
             (f"real B rendered (PGHI{f' + {args.refine} FGLA' if args.refine else ''}: its own cost)",
              "real_b_through_pghi")]
     for label, key in rows:
-        print(f"{label:44s}{fd[key]:9.2f}{fd[key] / fd['floor_real_vs_real']:8.2f}x{pr[key]['precision']:11.2f}"
+        print(f"{label:48s}{fd[key]:9.2f}{fd[key] / fd['floor_real_vs_real']:8.2f}x{pr[key]['precision']:11.2f}"
               f"{pr[key]['recall']:8.2f}")
 
     print(f"\ncoverage: quantiles {'/'.join(f'{q:g}' for q in QUANTILES)}")
@@ -309,10 +309,11 @@ def main(argv=None) -> int:
     for name in ("real", "model", "untrained"):
         print(f"{name:30s}" + "".join(f"{v:6.2f}" for v in cov[name]["onset_histogram"]))
     print(f"\nclass shares (nearest real clip; its accuracy on real set B: {nn_accuracy:.0%})")
-    print(f"{'':30s}" + "".join(f"{c:>11s}" for c in classes))
+    width = max(11, max(len(c) for c in classes) + 2)        # MovingMotorVehicle ran into its neighbour
+    print(f"{'':30s}" + "".join(f"{c:>{width}s}" for c in classes))
     for key, label in (("real_labels", "real A (true labels)"), ("real_b_nearest", "real B (nearest)"),
                        ("model_nearest", "model (nearest)"), ("untrained_nearest", "untrained (nearest)")):
-        print(f"{label:30s}" + "".join(f"{class_shares[key][c]:11.2f}" for c in classes))
+        print(f"{label:30s}" + "".join(f"{class_shares[key][c]:{width}.2f}" for c in classes))
     print(f"\nspectrograms: {png}")
     print(f"time: held-out data {data_s:.0f} s, generation {gen_s:.0f} s, rendering {render_s:.0f} s, "
           f"features {feat_s:.0f} s")
