@@ -2,6 +2,8 @@
 gradient to the generated magnitude, and a clear refusal where it cannot apply."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,25 @@ def test_reanalysis_refuses_cropped_images(tmp_path):
     tc = train.TrainConfig(model="hits", batch=2, kimg=1, data_dir=str(tmp_path / "none"), reanalysis=True)
     with pytest.raises(ValueError, match="--reanalysis needs full 256x256 images"):
         train.run(tmp_path / "run", tc, tiny_config(), max_steps=1, progress=False)
+
+
+def test_a_full_size_step_with_reanalysis_and_consistency(tmp_path):
+    """The shipped architecture takes steps with D judging sounds and the consistency term on: losses finite,
+    G's weights move, and the evaluation reports fd_audio beside fd."""
+    from stylesynth import dataset
+
+    data = tmp_path / "data"
+    dataset.make("hits", 8, data, seed=3, workers=1, progress=False)
+    tc = train.TrainConfig(model="hits", batch=2, kimg=1, data_dir=str(data), eval_samples=8, eval_minutes=1e9,
+                           snapshot_minutes=1e9, log_every=2, r1_interval=2, reanalysis=True, consistency=5.0)
+    arch = train.default_architecture("hits")
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in train.Generator(arch).state_dict().items()}
+    result = train.run(tmp_path / "run", tc, arch, max_steps=2, progress=False)
+    after = result.G.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [entry for entry in logs if "loss_g" in entry]
+    assert steps and all(np.isfinite(entry["loss_g"]) and np.isfinite(entry["loss_d"]) for entry in steps)
+    evals = [entry["eval"] for entry in logs if "eval" in entry]
+    assert evals and np.isfinite(evals[0]["fd_audio"]) and evals[0]["fd_audio"] != evals[0]["fd"]

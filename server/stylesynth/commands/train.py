@@ -51,6 +51,9 @@ def register(subparsers) -> None:
                    help="the discriminator judges sounds, not images: fakes and reals alike go image -> PGHI -> "
                         "waveform -> image, so G learns images whose audio is right (onsets survive rendering). On a resume it switches the "
                         "run over for good (best/ is then chosen by fd_audio)")
+    p.add_argument("--consistency", type=float, metavar="W",
+                   help="with --reanalysis: add W * mean |image of the sound - image| to G's loss (e.g. 5), so G "
+                        "draws images PGHI can render as drawn; on a resume, sets the weight from here on")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -85,6 +88,10 @@ def run(args) -> int:
         tc.data_dir = args.data
     tc.amp = "bf16" if args.bf16 else "none"
     tc.reanalysis = tc.reanalysis or args.reanalysis
+    if args.consistency is not None:
+        if not (args.consistency >= 0):
+            raise CliError(f"--consistency must be a non-negative number, got {args.consistency}")
+        tc.consistency = args.consistency
     run_dir = Path(args.run_dir or f"runs/{args.model}")
     warm = None
     if args.warm_start == "auto":
