@@ -357,7 +357,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             tc.consistency = consistency
         if reanalysis and not tc.reanalysis:        # switched on for the rest of the run (a fine-tune); never off
             tc.reanalysis = switched_to_reanalysis = True
-            log("reanalysis switched on: D judges the fakes' sound from here on; best/ is chosen by fd_audio")
+            log("reanalysis switched on: D judges sounds from here on; best/ is chosen by fd_audio")
     arch = arch or default_architecture(tc.model)
     rep = REPRESENTATIONS[tc.model]
     if tc.reanalysis and (arch.rows, arch.frames) != (rep.rows, rep.frames):
@@ -389,6 +389,7 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
         log(f"resumed at step {state['step']} ({state['nimg'] / 1000:.1f} kimg)")
         if switched_to_reanalysis:
             state["best_fd"] = None             # the image FD it held is not comparable with fd_audio
+            state["reanalysis_from_kimg"] = state["nimg"] / 1000
     elif warm_start:
         folder = checkpoint.resolve(warm_start)
         shipped, meta = checkpoint.load_generator(folder, device)
@@ -439,6 +440,9 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
                                                 "transferred_from": state.get("transferred_from"),
                                                 "device": device,
                                                 "amp": tc.amp,
+                                                "reanalysis": tc.reanalysis,
+                                                "reanalysis_from_kimg": state.get("reanalysis_from_kimg"),
+                                                "consistency": tc.consistency,
                                                 "world_size": world},
                 "figures": figures}
         checkpoint.save_generator(G_ema, folder, rep, info, discriminator=D)
