@@ -142,3 +142,17 @@ def test_bf16_autocast_trains_and_keeps_float32_weights(tiny_data, tmp_path):
     assert any(e["r1"] > 0 for e in steps)                         # R1 ran (in float32) within the 4 steps
     assert all(p.dtype == torch.float32 for p in result.G.parameters())
     assert result.G.w_avg.dtype == torch.float32 and torch.isfinite(result.G.w_avg).all()
+
+
+def test_export_last_writes_the_latest_ema_not_the_best(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="holds no trained state"):
+        train.run(run, tiny_train_config(tiny_data), tiny_config(), export_last=str(tmp_path / "x"), progress=False)
+    result = train.run(run, tiny_train_config(tiny_data), tiny_config(), max_steps=3, progress=False)
+    out = tmp_path / "last"
+    again = train.run(run, tiny_train_config(tiny_data), tiny_config(), export_last=str(out), progress=False)
+    assert again.progress["step"] == 3                                   # no training step was taken
+    generator, meta = checkpoint.load_generator(out)
+    assert meta["training"]["nimg"] == 12 and meta["figures"]["kimg"] == 0.01
+    for k, v in result.G_ema.state_dict().items():                       # the latest EMA, stored as fp16
+        assert torch.equal(generator.state_dict()[k], v.half().float()), k

@@ -332,11 +332,17 @@ class RunResult:
 
 def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = None, device: str = "cpu",
         warm_start: str | None = None, max_steps: int | None = None, progress: bool = True,
-        export_to: str | None = None) -> RunResult:
-    """Train (or resume) the run in ``run_dir`` until ``tc.kimg`` thousand images, or ``max_steps`` steps."""
+        export_to: str | None = None, export_last: str | None = None) -> RunResult:
+    """Train (or resume) the run in ``run_dir`` until ``tc.kimg`` thousand images, or ``max_steps`` steps.
+
+    ``export_last``: instead of training, evaluate the run's latest EMA generator and write it there as a checkpoint
+    folder (``best/`` holds the one with the lowest training-eval FD, which on 256 clips is noisy: a run's end is
+    often the better model by a larger benchmark)."""
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
+    if export_last and not (run_dir / "state.safetensors").is_file():
+        raise ValueError(f"--export-last: {run_dir} holds no trained state (no state.safetensors)")
     rank, world = _dist_info()
     main = rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -468,6 +474,17 @@ def run(run_dir: str | os.PathLike, tc: TrainConfig, arch: ModelConfig | None = 
             if export_to:
                 export(Path(export_to), figures)
         evaluated_at[0] = state["nimg"]
+
+    if export_last:
+        G_ema.eval()
+        figures = evaluate(G_ema, real_features, rep, n_eval)
+        figures["kimg"] = round(state["nimg"] / 1000, 2)
+        if main:
+            export(Path(export_last), figures)
+            log(f"exported the EMA generator at {state['nimg'] / 1000:.1f} kimg to {export_last} "
+                + ", ".join(f"{k}={v:.3g}" for k, v in figures.items() if k.startswith("fd")))
+        bar.close()
+        return RunResult(dict(state), G, D, G_ema)
 
     while state["nimg"] < total and (max_steps is None or steps_done < max_steps):
         step = state["step"]

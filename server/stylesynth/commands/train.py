@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                    help="checkpoint to start from when the run folder is new: a name or folder, 'auto' (the "
                         "shipped checkpoint of --model if any) or 'none'")
     p.add_argument("--export", metavar="DIR", help="also write each new best EMA generator here (e.g. checkpoints/hits)")
+    p.add_argument("--export-last", metavar="DIR",
+                   help="do not train: evaluate the run's latest EMA generator and write it to DIR as a checkpoint "
+                        "(best/ keeps the lowest training-eval FD, a noisy figure on 256 clips)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (for smoke tests)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the loss passes (2-2.7x faster on CPUs with avx512_bf16; R1 in fp32)")
@@ -101,7 +104,8 @@ def run(args) -> int:
         warm = args.warm_start
     try:
         state = train.run(run_dir, tc, arch, device=args.device, warm_start=warm, max_steps=args.max_steps,
-                          progress=not args.no_progress, export_to=args.export).progress
+                          progress=not args.no_progress, export_to=args.export,
+                          export_last=args.export_last).progress
     except (checkpoint.ModelError, ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(f"stopped at {state['nimg'] / 1000:.1f} kimg, step {state['step']}; run folder {run_dir}")
