@@ -34,7 +34,7 @@ def trained():
 @pytest.fixture(scope="module")
 def built(trained):
     gen, encoder, _ = trained
-    settings = BuildSettings(examples=8, check_examples=8, candidates=1, scale_latents=1024)
+    settings = BuildSettings(examples=8, check_examples=8, candidates=1, scale_latents=1024, refine_steps=10)
     return compute_controls(gen, encoder, R.HITS_RECIPE, settings, model="tiny")
 
 
@@ -90,7 +90,7 @@ def test_build_pipeline_puts_held_out_poles_the_right_way(trained):
     direction must separate held-out and fresh examples almost perfectly, and point from pole B to pole A."""
     gen, _, _ = trained
     encoder = FeatureEncoder(gen.cfg.w_dim)
-    settings = BuildSettings(examples=12, check_examples=10, scale_latents=512)
+    settings = BuildSettings(examples=12, check_examples=10, scale_latents=512, refine_steps=10)
     directions_only = dataclasses.replace(R.HITS_RECIPE, prototypes={}, start_points=())
     bundle, figures = compute_controls(gen, encoder, directions_only, settings, model="tiny")
     # Impact overlaps by nature (hits last 0.05-0.4 s, scratches 0.15-1.2 s, 1-7 events each): a lower bar.

@@ -55,8 +55,9 @@ def register(subparsers) -> None:
                        help="held-out clips per pole for the direction checks (default 10; env at least 27)")
     build.add_argument("--candidates", type=_count(1), default=6,
                        help="clips tried per start point, the best regenerated kept (default 6)")
-    build.add_argument("--refine-steps", type=_count(0), default=0,
-                       help="latent-optimisation steps after the encoder for each example (default 0)")
+    build.add_argument("--refine-steps", type=_count(0),
+                       help="latent-optimisation steps after the encoder for each example (default 100, "
+                            "controls.build.BuildSettings; 0: the encoder's guess only)")
     build.add_argument("--encoder-pool", type=_count(16), default=4096,
                        help="generator samples the encoder trains on (default 4096)")
     build.add_argument("--encoder-steps", type=_count(1), default=2500, help="encoder steps on w loss (default 2500)")
@@ -104,9 +105,10 @@ def run_build(args) -> int:
 
     torch.set_num_threads(args.threads)
     folder = _folder(args)
+    refine = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
     settings = BuildSettings(
         examples=args.examples, check_examples=args.check_examples, candidates=args.candidates,
-        refine_steps=args.refine_steps, seed=args.seed, retrain_encoder=args.retrain_encoder,
+        seed=args.seed, retrain_encoder=args.retrain_encoder, **refine,
         encoder=EncoderTraining(pool=args.encoder_pool, steps=args.encoder_steps, regen_steps=args.regen_steps,
                                 seed=args.seed))
     bar = _ProgressBar(enabled=not args.no_progress)

@@ -42,7 +42,9 @@ class BuildSettings:
     candidates : int
         Clips drawn per start point; the best-regenerated one is kept.
     refine_steps : int
-        Latent-optimisation steps after the encoder for every inverted example (0: encoder only).
+        Latent-optimisation steps after the encoder for every inverted example (0: encoder only). The encoder
+        alone regenerated Gaver examples at 4.4 dB median error and its rate direction did not raise the onset
+        count of generated images (Spearman -0.14); 100 steps: 2.7 dB and +0.29, ~1 min more per build.
     span_sigmas : float
         A slider at +-5 moves the latent by this many standard deviations of the data along its direction.
     scale_latents : int
@@ -64,7 +66,7 @@ class BuildSettings:
     examples: int = 20
     check_examples: int = 10
     candidates: int = 6
-    refine_steps: int = 0
+    refine_steps: int = 100
     span_sigmas: float = SLIDER_SPAN_SIGMAS
     scale_latents: int = 4096
     eval_samples: int = 64
