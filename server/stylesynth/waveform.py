@@ -5,7 +5,7 @@ floor) -> phase by PGHI (:mod:`stylesynth.pghi`, optionally refined by fast Grif
 with the dual window -> loudness normalisation to -14 LUFS with a true-peak ceiling (:mod:`stylesynth.loudness`).
 
 CPU time per 2 s clip on one core (``benchmarks/pghi.py``, a busy 2-core machine): decode ~0.15 ms, PGHI +
-synthesis 0.7-3 ms (tonal to noisy), loudness ~2 ms (pyloudnorm + the 4x true-peak estimate); each refinement
+synthesis 0.7-3 ms (tonal to noisy), loudness ~0.9 ms (BS.1770 gating + the 4x true-peak estimate); each refinement
 iteration adds ~1 ms.
 """
 from __future__ import annotations
