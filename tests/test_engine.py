@@ -75,6 +75,35 @@ def test_resample_circular_down_and_to_44k1_keeps_a_band_limited_loop():
     np.testing.assert_allclose(odd, np.sin(2 * np.pi * periods * np.arange(90317) / 90317), atol=1e-4)
 
 
+def test_resample_circular_by_phases_equals_the_zero_padded_transform():
+    """Up by a whole factor (16 -> 48 kHz) the samples come from k - 1 transforms of the input's length: the same
+    band-limited signal as the general path (zero-padded spectrum, Nyquist bin halved) to float32 precision, and
+    every k-th sample is the input's own."""
+    import scipy.fft
+
+    rng = np.random.default_rng(1)
+    for n, k in ((32768, 3), (7001, 3), (7000, 2)):
+        x = rng.normal(size=n).astype(np.float32)
+        spectrum = np.zeros(k * n // 2 + 1, dtype=np.complex128)
+        spectrum[: n // 2 + 1] = np.fft.rfft(x.astype(np.float64))
+        if n % 2 == 0:
+            spectrum[n // 2] *= 0.5
+        reference = scipy.fft.irfft(spectrum, n=k * n) * k
+        up = resample_circular(x, 16000, 16000 * k)
+        assert up.dtype == np.float32 and up.shape == (k * n,)
+        np.testing.assert_allclose(up, reference, atol=2e-6 * np.abs(x).max())
+        np.testing.assert_array_equal(up[::k], x)
+
+
+def test_prepare_clip_keeps_a_finite_clip_and_its_input():
+    audio = np.sin(np.arange(16000, dtype=np.float32) / 7)
+    before = audio.copy()
+    prepared = prepare_clip(audio, 16000, 48000, seq=1)
+    np.testing.assert_array_equal(audio, before)                  # read, never written
+    np.testing.assert_array_equal(prepared.loop[::3], audio)
+    assert prepared.loop is not prepared.oneshot and not prepared.oneshot.flags.writeable
+
+
 def test_prepare_clip_silences_non_finite_and_fades_one_shots():
     audio = np.ones(1600, dtype=np.float32)
     audio[10] = np.nan

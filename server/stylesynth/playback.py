@@ -15,7 +15,9 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import functools
 import logging
+import math
 import sys
 import threading
 import time
@@ -73,7 +75,10 @@ def resample_circular(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndar
     A circular clip is one period of a periodic signal, so its band-limited resampling is exact in the frequency
     domain: its spectrum, zero-padded (up) or cut at the lower Nyquist (down), transformed back at the new length.
     No filter transient at the loop point by construction, no pass-band ripple, and a third of the time of a
-    polyphase filter over the wrapped clip (it runs on the render path of every clip).
+    polyphase filter over the wrapped clip (it runs on the render path of every clip). Up by a whole factor ``k``
+    (16 -> 48 kHz), the same samples come from ``k - 1`` transforms of the input's length instead of one ``k`` times
+    as long: every ``k``-th output sample is an input sample, and the others are the input delayed by a fraction of
+    a sample (its spectrum turned), half the time.
     """
     import scipy.fft
 
@@ -82,19 +87,41 @@ def resample_circular(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndar
     n_out = int(round(n * int(rate_out) / int(rate_in)))
     if n_out == n or n == 0:
         return audio.copy()
-    spectrum = scipy.fft.rfft(audio)
-    kept = min(n, n_out) // 2 + 1
-    padded = np.zeros(n_out // 2 + 1, dtype=spectrum.dtype)
-    padded[:kept] = spectrum[:kept]
+    if n_out % n == 0:
+        k = n_out // n
+        out = np.empty((n, k), dtype=np.float32)
+        out[:, 0] = audio
+        between = scipy.fft.irfft(scipy.fft.rfft(audio) * _fraction_turns(n, k), n=n, axis=-1)
+        for p in range(1, k):
+            out[:, p] = between[p - 1]     # a column at a time: 4x faster than one transposed copy
+        return out.reshape(-1)
+    # norm="forward" scales by 1 / n on the way in and not at all on the way out: the n_out / n the new length
+    # needs, with no pass over the output for it. irfft zero-pads (up) or cuts (down) the spectrum to n_out itself.
+    spectrum = scipy.fft.rfft(audio, norm="forward")
     if n < n_out and n % 2 == 0:
-        padded[n // 2] *= 0.5   # the input's Nyquist cosine is now an ordinary bin: half of it was the mirror's
-    return (scipy.fft.irfft(padded, n=n_out) * (n_out / n)).astype(np.float32)
+        spectrum[n // 2] *= 0.5   # the input's Nyquist cosine is now an ordinary bin: half of it was the mirror's
+    return scipy.fft.irfft(spectrum, n=n_out, norm="forward")    # float32 (complex64 in)
+
+
+@functools.lru_cache(maxsize=8)
+def _fraction_turns(n: int, k: int) -> np.ndarray:
+    """complex64 (k - 1, n // 2 + 1): an rfft of ``n`` samples times row ``p - 1`` is the rfft of the signal moved
+    ``p / k`` of a sample earlier (band-limited, circular). Its Nyquist bin keeps only its real part in the inverse,
+    cos(pi p / k) of it: as the zero-padded transform with that bin halved (the general path) has it."""
+    m = np.arange(n // 2 + 1)
+    turns = np.exp(2j * np.pi * np.outer(np.arange(1, k), m) / (k * n)).astype(np.complex64)
+    turns.setflags(write=False)
+    return turns
 
 
 def prepare_clip(audio: np.ndarray, clip_rate: int, device_rate: int, seq: int) -> PreparedClip:
     """Turn a rendered clip into a :class:`PreparedClip` at ``device_rate`` (done on the worker, not the
     callback). Non-finite samples (a diverged model) become silence rather than reaching the speakers."""
-    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    # One reduction finds a NaN or infinity (the sum is then not finite; in float64 float32 samples cannot
+    # overflow it), so a finite clip, every clip but a diverged model's, is neither scanned again nor copied.
+    if not math.isfinite(np.sum(audio, dtype=np.float64)):
+        audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
     loop = resample_circular(audio, clip_rate, device_rate)
     oneshot = loop.copy()
     fade = min(int(ONESHOT_FADE_SECONDS * device_rate), len(oneshot) // 2)
