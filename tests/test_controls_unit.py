@@ -175,6 +175,33 @@ def test_state_to_w_shape_and_determinism(gen, bundle):
     assert not torch.equal(state_to_w(state(seed=12), gen, bundle), state_to_w(state(seed=11), gen, bundle))
 
 
+def test_seed_latents_are_looked_up_only_while_the_mapping_is_unchanged():
+    """A slider storm maps its seed once (stylesynth.controls.latent._SeedLatents); the latent looked up has the
+    bits of a computed one, belongs to its caller, and a change of the mapping's weights or tracked mean is seen."""
+    from stylesynth.controls import latent as L
+
+    g = tiny_generator(3)
+    b = make_bundle(g)
+    s = state(seed=21, truncation=0.6)
+    first = state_to_w(s, g, b)
+    assert torch.equal(state_to_w(s, g, b), first)
+    base = L.base_latent(s, g, b)
+    assert torch.equal(base, L._truncated_seed_latent(g, 21, 0.6))
+    L.base_latent(s, g, b).mul_(0)                                 # the caller's own: the next one is intact
+    assert torch.equal(state_to_w(s, g, b), first)
+    with torch.no_grad():
+        next(g.mapping.parameters()).mul_(1.5)                     # in place: the tensor's version moves
+    changed = L.base_latent(s, g, b)
+    assert not torch.equal(changed, base) and torch.equal(changed, L._truncated_seed_latent(g, 21, 0.6))
+    with torch.no_grad():
+        g.w_avg.add_(1.0)                                          # the tracked mean (truncation's centre)
+    moved = L.base_latent(s, g, b)
+    assert not torch.equal(moved, changed) and torch.equal(moved, L._truncated_seed_latent(g, 21, 0.6))
+    for seed in range(L._SeedLatents.SIZE + 3):                   # bounded per generator
+        L.base_latent(state(seed=seed), g, b)
+    assert len(L._seed_latents._cache[g]) == L._SeedLatents.SIZE
+
+
 def test_seed_latent_is_gaussian_z_mapped_and_truncated(gen, bundle):
     z = z_from_seed(5, gen.cfg.z_dim)
     assert torch.equal(z, z_from_seed(5, gen.cfg.z_dim)) and z.shape == (1, gen.cfg.z_dim)

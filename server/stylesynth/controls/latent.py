@@ -24,6 +24,8 @@ for are refused with a :class:`~stylesynth.state.ControlError` whose message say
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 import torch
 
@@ -87,8 +89,52 @@ def base_latent(state, generator, bundle) -> torch.Tensor:
         return query_latent(state, bundle).to(device)
     if state.start:
         return bundle.start_points[state.start].to(device, copy=True)
-    w = generator.map(z_from_seed(state.seed, generator.cfg.z_dim).to(device))[0]
-    return generator.w_avg + float(state.truncation) * (w - generator.w_avg)
+    return _seed_latents.get(generator, int(state.seed), float(state.truncation))
+
+
+def _truncated_seed_latent(generator, seed: int, truncation: float) -> torch.Tensor:
+    w = generator.map(z_from_seed(seed, generator.cfg.z_dim).to(generator.w_avg.device))[0]
+    return generator.w_avg + truncation * (w - generator.w_avg)
+
+
+class _SeedLatents:
+    """The last few truncated seed latents of each generator, so a slider storm maps its seed once.
+
+    Why: the server resolves a state on the thread that then runs the generator, and the mapping network is
+    ~130 small torch calls that each let the GIL go and must take it back beside the audio callback, the OSC thread
+    and the other render stage (the generator pass itself is one traced call). Moving a slider keeps the seed, so
+    the seed's latent is looked up instead. An entry holds for the same generator object (weakly: it goes with the
+    generator) with the same mapping weights and tracked mean (tensor versions and storage) and the same autocast
+    state; anything else computes afresh, so a cached latent has the bits a computed one would."""
+
+    SIZE = 8
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @staticmethod
+    def _weights_key(generator) -> tuple:
+        tensors = (*generator.mapping.parameters(), *generator.mapping.buffers(), generator.w_avg)
+        return (torch.is_autocast_enabled("cpu"),) + tuple((t._version, t.data_ptr(), t.device) for t in tensors)
+
+    def get(self, generator, seed: int, truncation: float) -> torch.Tensor:
+        key = (self._weights_key(generator), seed, truncation)
+        with self._lock:
+            entries = self._cache.get(generator)
+            hit = entries.get(key) if entries is not None else None
+        if hit is not None:
+            return hit.clone()            # callers own what they get, as a computed latent
+        w = _truncated_seed_latent(generator, seed, truncation)
+        with self._lock:
+            entries = self._cache.setdefault(generator, {})
+            entries[key] = w.clone()
+            while len(entries) > self.SIZE:
+                del entries[next(iter(entries))]
+        return w
+
+
+_seed_latents = _SeedLatents()
 
 
 def state_to_w(state, generator, bundle) -> torch.Tensor:
