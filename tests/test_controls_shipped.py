@@ -44,13 +44,11 @@ def test_controls_complete(shipped):
         assert torch.isfinite(spec).all()
 
 
-# What the shipped generator (hits, 76.7 kimg) cannot do yet, measured: a strict xfail fails the day it starts to
+# What the shipped generator cannot do yet, measured: a strict xfail fails the day it starts to
 # work, so this list has to be emptied as the model improves (then the plain assertions below hold it there).
-NOT_YET = {
-    # 200 kimg: the rate direction separates held-out examples (AUC 1.00) but at the slider's +-2 std reach it
-    # moves the onset count of generated clips by one at most, either way (the impact AUC xfail, 0.43-0.48 at
-    # 76.7 kimg, passed at 200: 0.91).
-    ("slider", "rate"): "rate slider: median onset change 0 over 8 seeds (deltas -0.49..0.49 onsets/s)",
+NOT_YET: dict = {
+    # Emptied: the rate slider passed at 200 kimg once the example inversions were refined by 100 steps of latent
+    # optimisation (controls build's default), as the impact held-out AUC had passed before it.
 }
 
 
