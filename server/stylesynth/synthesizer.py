@@ -134,7 +134,7 @@ class Synthesizer:
             return eager
         key = tuple((t._version, t.data_ptr()) for t in (*g.parameters(), *g.buffers()))
         if self._traced is None or self._traced[0] != key:
-            self._traced = (key, _trace_synthesis(eager, w) or eager)
+            self._traced = (key, _traced_for(eager, g, w) or eager)
         return self._traced[1]
 
     def render(self, state: ControlState) -> Clip:
@@ -169,18 +169,70 @@ class Synthesizer:
         return Clip(audio=audio, spec=draft.spec, sample_rate=self.sample_rate, timings=timings)
 
 
-def _trace_synthesis(eager, w: torch.Tensor):
+#: One trace per distinct set of weights for the life of the process: TorchScript never frees a traced graph (the
+#: weights it captured included), so tracing again on every model reload grew the server ~16 MB a time (the soak
+#: benchmark's fuzzed /stylesynth/model messages: +70 MB). Keyed by a digest of the weights; a reused trace is
+#: checked bit for bit against the new generator's eager pass before it is used.
+_TRACES: dict[str, object] = {}
+
+
+def _weights_digest(generator) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in (*generator.named_parameters(), *generator.named_buffers()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _traced_for(eager, generator, w: torch.Tensor):
+    """The traced pass for ``generator``'s weights: made once per process (:data:`_TRACES`), or None."""
+    digest = _weights_digest(generator)
+    traced = _TRACES.get(digest)
+    if traced is not None and _same_as_eager(traced, eager, w):
+        return traced
+    traced = _trace_synthesis(eager, generator, w)
+    if traced is not None:
+        _TRACES[digest] = traced
+    return traced
+
+
+def _probes(w: torch.Tensor) -> list[torch.Tensor]:
+    """The latents a trace is checked on: ``w`` and a second one near it."""
+    return [w, w + 0.5 * torch.randn(w.shape, generator=torch.Generator().manual_seed(0)).to(w)]
+
+
+def _same_as_eager(traced, eager, w: torch.Tensor) -> bool:
+    with torch.no_grad():
+        return all(torch.equal(traced(x), eager(x)) for x in _probes(w))
+
+
+class _Pass(torch.nn.Module):
+    """The generator's pass with the generator as a submodule, so its trace refers to the weights as the module's
+    attributes. (A traced closure bakes them into the graph as constants, and TorchScript's global compilation unit
+    keeps every traced graph: each model reload grew the server by ~20 MB, the soak benchmark's flood by 70 MB.)"""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x):
+        return self.generator.synthesize(x, noise="const")
+
+
+def _trace_synthesis(eager, generator, w: torch.Tensor):
     """``eager`` (one W+ latent -> spectrogram) traced to TorchScript and warmed up, or None if that fails or
     does not give the eager output bit for bit (on ``w`` and on a second latent)."""
     with torch.no_grad():
-        probes = [w, w + 0.5 * torch.randn(w.shape, generator=torch.Generator().manual_seed(0)).to(w)]
+        probes = _probes(w)
         expected = [eager(x) for x in probes]   # also fills the modulated convolutions' weight caches first
         try:
             with warnings.catch_warnings():
                 # torch.jit is deprecated for torch.compile/torch.export, which need a C++ toolchain at run time
                 # (inductor); this stays correct where tracing goes away: the eager pass is the fallback.
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(eager, w, check_trace=False)
+                traced = torch.jit.trace(_Pass(generator), w, check_trace=False)
                 for _ in range(TRACE_WARMUP):
                     traced(w)
                 same = all(torch.equal(traced(x), y) for x, y in zip(probes, expected))
