@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from stylesynth.pghi import _plan, pghi_batch
-from stylesynth.spectrogram import HITS, Representation, decode_torch
+from stylesynth.spectrogram import HITS, Representation, decode_torch, encode_torch as analyse
 from stylesynth.waveform import floor_tolerance
 
-__all__ = ["pghi_phase_batch", "synthesise", "analyse", "reanalyse"]
+__all__ = ["pghi_phase_batch", "synthesise", "analyse", "reanalyse"]   # analyse: spectrogram.encode_torch
 
 
 def pghi_phase_batch(specs: torch.Tensor, rep: Representation = HITS, seed: int = 0) -> torch.Tensor:
@@ -63,25 +63,6 @@ def synthesise(magnitude: torch.Tensor, phase: torch.Tensor, rep: Representation
     laps = -(-size // L)
     circle = F.pad(line, (0, laps * L - size)).view(-1, laps, L).sum(1)
     return torch.roll(circle, shifts=(-(S // 2)) % L, dims=1)
-
-
-def analyse(audio: torch.Tensor, rep: Representation = HITS) -> torch.Tensor:
-    """Batched :func:`stylesynth.spectrogram.encode` in float32, differentiable: (B, n_samples) -> (B, 256, frames)
-    in [-1, 1]. The signal is circular, as there."""
-    plan = _plan(rep)
-    M, a, L = rep.channels, rep.hop, rep.n_samples
-    window = torch.from_numpy(plan.ana_window32).to(audio.device)             # (2 span,), centred at span
-    span = plan.ana_span
-    x = audio.float()
-    ext = torch.cat([x[:, L - span:], x, x[:, : span]], dim=1)                # circular padding
-    frames = ext.unfold(1, 2 * span, a)[:, : rep.frames] * window            # (B, frames, 2 span)
-    folded = frames.view(frames.shape[0], rep.frames, -1, M).sum(2)           # offset o -> FFT position o mod M
-    # window tap j stands for offset j - span; span is a multiple of M, so tap j already lands on j mod M = o mod M
-    spec = torch.fft.rfft(folded, dim=-1)[..., : rep.rows].transpose(1, 2)    # (B, rows, frames)
-    magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-30)   # abs() has no gradient at 0
-    peak = magnitude.amax(dim=(1, 2), keepdim=True).detach()
-    db = (10.0 * torch.log10(magnitude / peak.clamp_min(1e-30))).clamp_min(rep.db_floor)
-    return db / (-rep.db_floor / 2.0) + 1.0
 
 
 def reanalyse(specs: torch.Tensor, rep: Representation = HITS, seed: int = 0) -> torch.Tensor:
