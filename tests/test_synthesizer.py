@@ -26,7 +26,7 @@ def test_the_shipped_model_renders_through_the_traced_pass_bit_for_bit():
     for state in states:
         w = synth.latent(state)
         np.testing.assert_array_equal(synth.spectrogram(w), eager(synth, w))
-    assert isinstance(synth._traced[1], torch.jit.ScriptModule)     # the traced graph ran, not the fallback
+    assert isinstance(synth._traced[1], torch.jit.ScriptFunction)   # the traced graph ran, not the fallback
 
 
 def test_a_reloaded_model_reuses_its_trace():

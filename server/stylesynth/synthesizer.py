@@ -170,7 +170,8 @@ class Synthesizer:
 
 
 #: One trace per distinct set of weights for the life of the process: TorchScript never frees a traced graph (the
-#: weights it captured included), so tracing again on every model reload grew the server ~16 MB a time (the soak
+#: weights it captured included; tracing a module that holds the generator instead of a closure did not change
+#: that), so tracing again on every model reload grew the server ~16 MB a time (the soak
 #: benchmark's fuzzed /stylesynth/model messages: +70 MB). Keyed by a digest of the weights; a reused trace is
 #: checked bit for bit against the new generator's eager pass before it is used.
 _TRACES: dict[str, object] = {}
@@ -192,7 +193,7 @@ def _traced_for(eager, generator, w: torch.Tensor):
     traced = _TRACES.get(digest)
     if traced is not None and _same_as_eager(traced, eager, w):
         return traced
-    traced = _trace_synthesis(eager, generator, w)
+    traced = _trace_synthesis(eager, w)
     if traced is not None:
         _TRACES[digest] = traced
     return traced
@@ -208,34 +209,20 @@ def _same_as_eager(traced, eager, w: torch.Tensor) -> bool:
         return all(torch.equal(traced(x), eager(x)) for x in _probes(w))
 
 
-class _Pass(torch.nn.Module):
-    """The generator's pass with the generator as a submodule, so its trace refers to the weights as the module's
-    attributes. (A traced closure bakes them into the graph as constants, and TorchScript's global compilation unit
-    keeps every traced graph: each model reload grew the server by ~20 MB, the soak benchmark's flood by 70 MB.)"""
-
-    def __init__(self, generator):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, x):
-        return self.generator.synthesize(x, noise="const")
-
-
-def _trace_synthesis(eager, generator, w: torch.Tensor):
+def _trace_synthesis(eager, w: torch.Tensor):
     """``eager`` (one W+ latent -> spectrogram) traced to TorchScript and warmed up, or None if that fails or
     does not give the eager output bit for bit (on ``w`` and on a second latent)."""
     with torch.no_grad():
-        probes = _probes(w)
-        expected = [eager(x) for x in probes]   # also fills the modulated convolutions' weight caches first
+        eager(w)                                # fills the modulated convolutions' weight caches before tracing
         try:
             with warnings.catch_warnings():
                 # torch.jit is deprecated for torch.compile/torch.export, which need a C++ toolchain at run time
                 # (inductor); this stays correct where tracing goes away: the eager pass is the fallback.
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(_Pass(generator), w, check_trace=False)
+                traced = torch.jit.trace(eager, w, check_trace=False)
                 for _ in range(TRACE_WARMUP):
                     traced(w)
-                same = all(torch.equal(traced(x), y) for x, y in zip(probes, expected))
+                same = _same_as_eager(traced, eager, w)
         except Exception as exc:  # any failure to trace: the eager pass is always right
             log.warning("generator not traced (%s: %s): running it eagerly", type(exc).__name__, exc)
             return None
